@@ -1,0 +1,66 @@
+# One Makefile for the whole project. Every target bootstraps .venv on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Stacks are discovered from the tree: one folder with a template.yaml per stack.
+STACKS := $(patsubst aws_stacks/%/template.yaml,%,$(wildcard aws_stacks/*/template.yaml))
+REGION ?= us-east-1
+# `sam build` needs an interpreter matching the Lambda runtime (python3.13).
+PY313_PREFIX := $(shell pyenv prefix 3.13 2>/dev/null || pyenv prefix 3.13.0 2>/dev/null)
+SAM_PATH := $(if $(PY313_PREFIX),$(PY313_PREFIX)/bin:,)$(abspath $(BIN)):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= $(REGION)
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint format typecheck templates unit test build run clean
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv with the project and its dev tools
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+templates: $(STAMP) ## cfn-lint and sam validate --lint over every stack
+	$(BIN)/cfn-lint aws_stacks/*/template.yaml
+	@for stack in $(STACKS); do \
+		echo "sam validate --lint $$stack"; \
+		PATH="$(SAM_PATH)" $(BIN)/sam validate --lint --region $(REGION) \
+			--template-file aws_stacks/$$stack/template.yaml || exit 1; \
+	done
+
+unit: $(STAMP) ## pytest only
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint templates unit ## Everything CI checks: lint, templates, all tests
+
+build: $(STAMP) ## sam build every stack into .aws-sam/<stack>
+	@for stack in $(STACKS); do \
+		echo "sam build $$stack"; \
+		PATH="$(SAM_PATH)" $(BIN)/sam build --region $(REGION) \
+			--template-file aws_stacks/$$stack/template.yaml \
+			--build-dir .aws-sam/$$stack --cache-dir .aws-sam/cache/$$stack || exit 1; \
+	done
+
+run: $(STAMP) ## Run the whole pipeline locally (arrives with the local runner)
+	$(BIN)/twilio-callbacks local
+
+clean: ## Remove build output and caches (keeps .venv)
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""What API Gateway forwards to the ingest queue, and how to read it back.
+
+`api.yaml` maps each HTTP request to one SQS message: the raw form body is the
+message body and request data travels as message attributes. SQS refuses an
+empty attribute value, and a Twilio header or custom query parameter may be
+absent, so every forwarded value is written as ``=`` followed by the value;
+the ``=`` is stripped here. Custom query parameters are forwarded as
+``Query.<position>.<name>``: the position is their declared order in
+``api.yaml``, which is the only place their names are written down.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SIGNATURE_ATTRIBUTE = "Signature"
+DOMAIN_ATTRIBUTE = "Domain"
+PATH_ATTRIBUTE = "Path"
+SOURCE_IP_ATTRIBUTE = "SourceIp"
+VALUE_MARKER = "="
+
+_QUERY_ATTRIBUTE = re.compile(r"^Query\.(?P<position>\d+)\.(?P<name>[A-Za-z0-9_-]+)$")
+
+
+class ForwardedRequestError(ValueError):
+    """The SQS message lacks the request data API Gateway should have forwarded."""
+
+
+@dataclass(frozen=True)
+class ForwardedRequest:
+    """One HTTP request as API Gateway handed it to SQS."""
+
+    body: str
+    domain: str
+    path: str
+    signature: str | None
+    source_ip: str | None
+    # Custom query parameters in declared order; only those present and non-empty.
+    query: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def custom_params(self) -> dict[str, str]:
+        return dict(self.query)
+
+
+def forwarded_value(raw: str | None) -> str | None:
+    """Strip the non-empty marker; an absent or empty value becomes None."""
+    if raw is None:
+        return None
+    value = raw[len(VALUE_MARKER) :] if raw.startswith(VALUE_MARKER) else raw
+    return value or None
+
+
+def _string_attribute(attributes: Mapping[str, Any], name: str) -> str | None:
+    attribute = attributes.get(name)
+    if not isinstance(attribute, Mapping):
+        return None
+    # Lambda's SQS event spells it stringValue; the SQS API spells it StringValue.
+    raw = attribute.get("stringValue", attribute.get("StringValue"))
+    return forwarded_value(raw) if isinstance(raw, str) else None
+
+
+def parse_forwarded_request(body: str | None, attributes: Mapping[str, Any]) -> ForwardedRequest:
+    """Rebuild the request from an SQS message body and its message attributes."""
+    domain = _string_attribute(attributes, DOMAIN_ATTRIBUTE)
+    path = _string_attribute(attributes, PATH_ATTRIBUTE)
+    if not domain or not path or not path.startswith("/"):
+        raise ForwardedRequestError("message has no Domain/Path attributes from API Gateway")
+    declared: list[tuple[int, str, str]] = []
+    for name in attributes:
+        match = _QUERY_ATTRIBUTE.match(name)
+        if not match:
+            continue
+        value = _string_attribute(attributes, name)
+        if value is not None:
+            declared.append((int(match["position"]), match["name"], value))
+    declared.sort()
+    return ForwardedRequest(
+        body=body or "",
+        domain=domain,
+        path=path,
+        signature=_string_attribute(attributes, SIGNATURE_ATTRIBUTE),
+        source_ip=_string_attribute(attributes, SOURCE_IP_ATTRIBUTE),
+        query=tuple((name, value) for _, name, value in declared),
+    )

@@ -1,0 +1,76 @@
+"""Twilio auth tokens, read at run time from Secrets Manager and cached.
+
+The secret (default name ``TwilioStatusCallbackHandler``) is a JSON object:
+
+- ``AUTH_TOKEN``: the account's auth token (required);
+- ``AUTH_TOKEN_SECONDARY``: optional, accepted too while a token is rotated;
+- ``AC…`` keys: optional subaccount tokens keyed by their AccountSid.
+
+Tokens are never logged, never put in an environment variable and never shown
+by ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+PRIMARY_KEY = "AUTH_TOKEN"
+SECONDARY_KEY = "AUTH_TOKEN_SECONDARY"
+ACCOUNT_SID_PREFIX = "AC"
+DEFAULT_CACHE_SECONDS = 300
+
+
+class AuthTokenSecretError(RuntimeError):
+    """The secret exists but does not hold a usable ``AUTH_TOKEN``."""
+
+
+@dataclass(frozen=True)
+class AuthTokens:
+    """The tokens a callback may have been signed with."""
+
+    primary: str = field(repr=False)
+    secondary: str | None = field(default=None, repr=False)
+    by_account: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def for_account(self, account_sid: str | None) -> list[str]:
+        """Tokens to try for a callback from this account: its own first, then the main ones."""
+        tokens: list[str] = []
+        if account_sid and account_sid in self.by_account:
+            tokens.append(self.by_account[account_sid])
+        tokens.append(self.primary)
+        if self.secondary:
+            tokens.append(self.secondary)
+        return list(dict.fromkeys(tokens))
+
+    @classmethod
+    def from_secret(cls, secret: Mapping[str, Any]) -> AuthTokens:
+        primary = secret.get(PRIMARY_KEY)
+        if not isinstance(primary, str) or not primary:
+            raise AuthTokenSecretError(f"secret has no {PRIMARY_KEY} string")
+        secondary = secret.get(SECONDARY_KEY)
+        by_account = {
+            key: value
+            for key, value in secret.items()
+            if key.startswith(ACCOUNT_SID_PREFIX) and isinstance(value, str) and value
+        }
+        return cls(
+            primary=primary,
+            secondary=secondary if isinstance(secondary, str) and secondary else None,
+            by_account=by_account,
+        )
+
+
+def load_auth_tokens(
+    secret_name: str,
+    provider: SecretsProvider,
+    max_age: int = DEFAULT_CACHE_SECONDS,
+) -> AuthTokens:
+    """Fetch (or reuse the cached) auth token secret; failures propagate so callbacks retry."""
+    secret = provider.get(secret_name, transform="json", max_age=max_age)
+    if not isinstance(secret, Mapping):
+        raise AuthTokenSecretError("secret is not a JSON object")
+    return AuthTokens.from_secret(secret)

@@ -1,0 +1,1 @@
+"""Tooling for people: the `twilio-callbacks` command and the local pipeline runner."""
