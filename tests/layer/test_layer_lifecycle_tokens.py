@@ -55,3 +55,15 @@ def test_tokens_never_appear_in_repr():
 def test_secret_without_token_is_an_error(secret):
     with pytest.raises(AuthTokenSecretError):
         AuthTokens.from_secret(secret)
+
+
+def test_conference_events_order_by_sequence_number():
+    join = lifecycle_position("conference", "participant-join", {"SequenceNumber": "2"})
+    end = lifecycle_position("conference", "conference-end", {"SequenceNumber": "9"})
+    assert join < end
+
+
+def test_transcription_completes_after_in_progress():
+    assert lifecycle_position("transcription", "in-progress", {}) < lifecycle_position(
+        "transcription", "completed", {}
+    )

@@ -66,5 +66,46 @@ def test_public_base_url_overrides_domain():
 
 
 def test_candidates_are_few():
+    # Three params, every order, four uniform encodings, one ambiguous "+" (space or %2B)
     urls = candidate_urls("d", "/p", [("a", "x y'z+"), ("b", "é"), ("c", "&")])
-    assert len(urls) == len(set(urls)) <= 24
+    assert len(urls) == len(set(urls)) <= 6 * 4 + 6 * 2
+
+
+def test_ambiguous_pluses_are_bounded():
+    urls = candidate_urls("d", "/p", [("a", "+" * 20)])
+    assert len(urls) <= 4
+
+
+@pytest.mark.parametrize(
+    ("written_query", "expected_custom"),
+    [
+        ("category=x", {"category": "x"}),
+        ("id=&category=x", {"id": "", "category": "x"}),
+        ("id=order+42&category=C%2B%2B+devs", {"id": "order 42", "category": "C++ devs"}),
+        ("id=order%2042&category=a%2Bb", {"id": "order 42", "category": "a+b"}),
+    ],
+)
+def test_custom_values_come_from_the_url_that_matched(written_query, expected_custom):
+    # Given a URL as the user wrote it and the attributes API Gateway forwards for it
+    from urllib.parse import unquote, urlencode
+
+    from status_callbacks.signature import query_params_of
+    from status_callbacks.tokens import AuthTokens
+    from status_callbacks.validation import validate_callback
+
+    url = f"https://api.example.com/twilio-params?{written_query}"
+    signature = RequestValidator(TOKEN).compute_signature(url, VECTOR_PARAMS)
+    raw = dict(pair.split("=", 1) for pair in written_query.split("&"))
+    attributes = {
+        "Domain": {"stringValue": "=api.example.com"},
+        "Path": {"stringValue": "=/twilio-params"},
+        "Signature": {"stringValue": "=" + signature},
+    }
+    for position, name in enumerate(("id", "category"), start=1):
+        # API Gateway percent-decodes but leaves "+" alone; absent and empty look the same
+        attributes[f"Query.{position}.{name}"] = {"stringValue": "=" + unquote(raw.get(name, ""))}
+    # When it is validated
+    record = validate_callback(urlencode(VECTOR_PARAMS), attributes, AuthTokens(primary=TOKEN), received_at=1)
+    # Then it is accepted and the custom values are what the user meant
+    assert getattr(record, "custom", None) == expected_custom, record
+    assert query_params_of(url) == expected_custom

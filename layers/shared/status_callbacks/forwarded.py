@@ -38,12 +38,9 @@ class ForwardedRequest:
     path: str
     signature: str | None
     source_ip: str | None
-    # Custom query parameters in declared order; only those present and non-empty.
+    # Every declared custom query parameter in declared order. API Gateway forwards an
+    # absent parameter and an empty one alike, so both arrive here as "".
     query: tuple[tuple[str, str], ...] = field(default=())
-
-    @property
-    def custom_params(self) -> dict[str, str]:
-        return dict(self.query)
 
 
 def forwarded_value(raw: str | None) -> str | None:
@@ -74,9 +71,7 @@ def parse_forwarded_request(body: str | None, attributes: Mapping[str, Any]) -> 
         match = _QUERY_ATTRIBUTE.match(name)
         if not match:
             continue
-        value = _string_attribute(attributes, name)
-        if value is not None:
-            declared.append((int(match["position"]), match["name"], value))
+        declared.append((int(match["position"]), match["name"], _string_attribute(attributes, name) or ""))
     declared.sort()
     return ForwardedRequest(
         body=body or "",

@@ -1,7 +1,8 @@
 """Where a status sits in its resource's lifecycle, so current status only moves forward.
 
-Messages order by status rank (a late ``sent`` never replaces ``delivered``);
-calls order by Twilio's ``SequenceNumber`` when present, else by status rank.
+Messages, recordings and transcriptions order by status rank (a late ``sent``
+never replaces ``delivered``); calls and conferences order by Twilio's
+``SequenceNumber`` when present, else by status rank.
 Terminal outcomes share a rank: whichever arrives first stays current.
 """
 
@@ -40,11 +41,16 @@ CALL_RANKS: Mapping[str, int] = {
 
 RECORDING_RANKS: Mapping[str, int] = {"in-progress": 1, "completed": 2, "absent": 2, "failed": 2}
 
+TRANSCRIPTION_RANKS: Mapping[str, int] = {"in-progress": 1, "completed": 2, "failed": 2}
+
 RANKS_BY_PRODUCT: Mapping[str, Mapping[str, int]] = {
     "message": MESSAGE_RANKS,
     "call": CALL_RANKS,
     "recording": RECORDING_RANKS,
+    "transcription": TRANSCRIPTION_RANKS,
 }
+# Products whose callbacks carry Twilio's SequenceNumber, which orders them exactly.
+SEQUENCED_PRODUCTS = frozenset({"call", "conference"})
 
 UNKNOWN_RANK = 0
 
@@ -58,7 +64,7 @@ def status_rank(product: str, status: str | None) -> int:
 
 def lifecycle_position(product: str, status: str | None, twilio: Mapping[str, str]) -> int:
     """A number that only grows as a resource moves through its lifecycle."""
-    if product == "call":
+    if product in SEQUENCED_PRODUCTS:
         sequence = twilio.get("SequenceNumber", "")
         if sequence.isdigit():
             return int(sequence)

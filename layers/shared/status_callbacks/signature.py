@@ -6,13 +6,22 @@ few ways a StatusCallback URL is plausibly written (RFC 3986 ``%20``, form
 ``+``, JavaScript's ``encodeURIComponent`` and a literal ``+`` kept as is) and,
 for up to three parameters, in any order. Each candidate is checked with the
 official ``twilio`` RequestValidator, which compares in constant time.
+
+API Gateway percent-decodes query values but leaves ``+`` alone, so in a URL
+written with ``+`` for spaces a decoded ``+`` is either a space or a literal
+``+`` (sent as ``%2B``). When a request has a few such pluses, every mix of the
+two is tried as well. API Gateway also forwards an absent parameter and an
+empty one (``id=``) alike, so for a few empty ones both spellings are tried.
+
+The URL that matched is the truth about what the user wrote: the custom
+parameter values on the record are read back from it with form decoding.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 from twilio.request_validator import RequestValidator
 
@@ -24,6 +33,11 @@ _ENCODERS = (
     lambda value: quote(value, safe="+"),  # a literal + that arrived undecoded
 )
 _MAX_PERMUTED_PARAMS = 3
+# Each ambiguous "+" doubles the form-encoded candidates (8 → 256 URLs, a few ms of HMACs);
+# beyond this many, only the uniform encodings are tried.
+_MAX_AMBIGUOUS_PLUSES = 8
+# Each empty parameter doubles the candidates (absent, or written as "name=").
+_MAX_OPTIONAL_EMPTY = 3
 
 
 def base_url(domain: str, public_base_url: str | None = None) -> str:
@@ -41,6 +55,21 @@ def _orders(query: Sequence[tuple[str, str]]) -> Iterator[Sequence[tuple[str, st
                 yield order
 
 
+def _spellings_of_empty_params(query: Sequence[tuple[str, str]]) -> Iterator[Sequence[tuple[str, str]]]:
+    """The query with each empty parameter left out or kept as ``name=``; left out first."""
+    empty = [index for index, (_, value) in enumerate(query) if not value]
+    if not empty:
+        yield query
+        return
+    if len(empty) > _MAX_OPTIONAL_EMPTY:
+        yield [pair for pair in query if pair[1]]
+        yield query
+        return
+    for kept in itertools.product((False, True), repeat=len(empty)):
+        dropped = {index for index, keep in zip(empty, kept, strict=True) if not keep}
+        yield [pair for index, pair in enumerate(query) if index not in dropped]
+
+
 def candidate_urls(
     domain: str,
     path: str,
@@ -49,16 +78,60 @@ def candidate_urls(
 ) -> list[str]:
     """Every plausible URL Twilio could have signed for this request, without repeats."""
     root = base_url(domain, public_base_url) + path
-    if not query:
-        return [root]
     urls: list[str] = []
-    for order in _orders(query):
-        for encode in _ENCODERS:
-            query_string = "&".join(f"{name}={encode(value)}" for name, value in order)
-            url = f"{root}?{query_string}"
+    for spelling in _spellings_of_empty_params(query):
+        for url in _encoded_urls(root, spelling):
             if url not in urls:
                 urls.append(url)
     return urls
+
+
+def _encoded_urls(root: str, query: Sequence[tuple[str, str]]) -> Iterator[str]:
+    if not query:
+        yield root
+        return
+    for order in _orders(query):
+        for encode in _ENCODERS:
+            yield f"{root}?" + "&".join(f"{name}={encode(value)}" for name, value in order)
+    for order in _orders(query):
+        for query_string in _mixed_plus_query_strings(order):
+            yield f"{root}?{query_string}"
+
+
+def _mixed_plus_forms(value: str) -> list[str]:
+    """Form encodings of a decoded value where each "+" was a space (+) or a literal plus (%2B)."""
+    first, *rest = [quote_plus(segment, safe="") for segment in value.split("+")]
+    return [
+        first + "".join(plus + segment for plus, segment in zip(pluses, rest, strict=True))
+        for pluses in itertools.product(("+", "%2B"), repeat=len(rest))
+    ]
+
+
+def _mixed_plus_query_strings(query: Sequence[tuple[str, str]]) -> Iterator[str]:
+    pluses = sum(value.count("+") for _, value in query)
+    if not 0 < pluses <= _MAX_AMBIGUOUS_PLUSES:
+        return
+    names = [name for name, _ in query]
+    for values in itertools.product(*(_mixed_plus_forms(value) for _, value in query)):
+        yield "&".join(f"{name}={value}" for name, value in zip(names, values, strict=True))
+
+
+def matching_url(
+    signature: str | None,
+    urls: Iterable[str],
+    params: Mapping[str, str],
+    tokens: Iterable[str],
+) -> str | None:
+    """The candidate URL some token signed with these form parameters, if any."""
+    if not signature:
+        return None
+    url_list = list(urls)
+    for token in tokens:
+        validator = RequestValidator(token)
+        for url in url_list:
+            if validator.validate(url, dict(params), signature):
+                return url
+    return None
 
 
 def is_valid_signature(
@@ -68,12 +141,9 @@ def is_valid_signature(
     tokens: Iterable[str],
 ) -> bool:
     """True when any token signed any candidate URL with these form parameters."""
-    if not signature:
-        return False
-    url_list = list(urls)
-    for token in tokens:
-        validator = RequestValidator(token)
-        for url in url_list:
-            if validator.validate(url, dict(params), signature):
-                return True
-    return False
+    return matching_url(signature, urls, params, tokens) is not None
+
+
+def query_params_of(url: str) -> dict[str, str]:
+    """The custom parameters as the signed URL spells them, form-decoded (``+`` is a space)."""
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))

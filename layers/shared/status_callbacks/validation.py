@@ -15,7 +15,7 @@ from typing import Any
 
 from status_callbacks.forwarded import ForwardedRequestError, parse_forwarded_request
 from status_callbacks.record import CallbackRecord, MalformedBodyError, build_record, parse_form_body
-from status_callbacks.signature import candidate_urls, is_valid_signature
+from status_callbacks.signature import candidate_urls, matching_url, query_params_of
 from status_callbacks.tokens import AuthTokens
 
 # SNS's limit for one message (and for one PublishBatch call in total).
@@ -64,9 +64,10 @@ def validate_callback(
         return Rejection(RejectionReason.MALFORMED_BODY, request.source_ip)
     urls = candidate_urls(request.domain, request.path, request.query, public_base_url)
     account_tokens = tokens.for_account(params.get("AccountSid"))
-    if not is_valid_signature(request.signature, urls, params, account_tokens):
+    signed_url = matching_url(request.signature, urls, params, account_tokens)
+    if signed_url is None:
         return Rejection(RejectionReason.INVALID_SIGNATURE, request.source_ip)
-    record = build_record(params, request.custom_params, request.path, received_at)
+    record = build_record(params, query_params_of(signed_url), request.path, received_at)
     if len(record.to_json().encode("utf-8")) > MAX_RECORD_PAYLOAD_BYTES:
         return Rejection(RejectionReason.OVERSIZED, request.source_ip)
     return record
