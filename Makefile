@@ -15,8 +15,12 @@ SAM_PATH := $(if $(PY313_PREFIX),$(PY313_PREFIX)/bin:,)$(abspath $(BIN)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 PYTEST_ARGS ?=
+# checkov pins an old boto3, so it lives in its own small environment.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+CHECKOV_VERSION ?= 3.3.30
 
-.PHONY: help venv lint format typecheck templates unit test build run clean
+.PHONY: help venv lint format templates security unit test build run clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +32,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP) ## Create .venv with the project and its dev tools
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $(CHECKOV_STAMP)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
@@ -46,10 +56,13 @@ templates: $(STAMP) ## cfn-lint and sam validate --lint over every stack
 			--template-file aws_stacks/$$stack/template.yaml || exit 1; \
 	done
 
+security: $(CHECKOV_STAMP) ## checkov over every stack: zero failed checks; skips carry reasons in the templates
+	$(CHECKOV_VENV)/bin/checkov --directory aws_stacks --framework cloudformation --quiet --compact
+
 unit: $(STAMP) ## pytest only
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint templates unit ## Everything CI checks: lint, templates, all tests
+test: lint security unit ## Everything CI checks: lint, types, checkov, template checks and all tests
 
 build: $(STAMP) ## sam build every stack into .aws-sam/<stack>
 	@for stack in $(STACKS); do \
@@ -59,8 +72,8 @@ build: $(STAMP) ## sam build every stack into .aws-sam/<stack>
 			--build-dir .aws-sam/$$stack --cache-dir .aws-sam/cache/$$stack || exit 1; \
 	done
 
-run: $(STAMP) ## Run the whole pipeline locally (arrives with the local runner)
+run: $(STAMP) ## Run the whole pipeline on this machine until Ctrl-C (AWS_PORT, PORT, TWILIO_AUTH_TOKEN)
 	$(BIN)/twilio-callbacks local
 
-clean: ## Remove build output and caches (keeps .venv)
+clean: ## Remove build output and caches (keeps the virtual environments)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,89 @@
+"""The `twilio-callbacks local` command: options, URLs and the auth token it seeds."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from twilio_callbacks_cli.local import runner
+from twilio_callbacks_cli.local.runner import LocalPipeline
+
+
+def test_ports_come_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PORT", "4600")
+    monkeypatch.setenv("PORT", "3100")
+
+    from_environment = runner._parser().parse_args([])
+    from_flags = runner._parser().parse_args(["--aws-port", "4700", "--port", "3200"])
+
+    assert (from_environment.aws_port, from_environment.port, from_environment.host) == (
+        4600,
+        3100,
+        "127.0.0.1",
+    )
+    assert (from_flags.aws_port, from_flags.port) == (4700, 3200)
+
+
+def test_defaults_are_the_documented_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_PORT", raising=False)
+    monkeypatch.delenv("PORT", raising=False)
+
+    options = runner._parser().parse_args([])
+
+    assert (options.aws_port, options.port, options.public_url) == (4566, 3000, None)
+
+
+def test_the_public_url_is_what_signatures_and_the_domain_use() -> None:
+    local = LocalPipeline(http_port=3000)
+    tunnelled = LocalPipeline(http_port=3000, public_url="https://abc123.ngrok.app/")
+
+    assert (local.public_url, local.domain) == ("http://127.0.0.1:3000", "127.0.0.1:3000")
+    assert (tunnelled.public_url, tunnelled.domain) == ("https://abc123.ngrok.app", "abc123.ngrok.app")
+    assert tunnelled.api_base_url == "http://127.0.0.1:3000"
+
+
+def test_a_token_is_generated_only_when_none_is_supplied(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    generated = LocalPipeline()
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "from-the-environment")
+    supplied = LocalPipeline()
+
+    assert generated.token_generated
+    assert len(generated.token) == 32 and int(generated.token, 16) >= 0
+    assert (supplied.token, supplied.token_generated) == ("from-the-environment", False)
+
+
+def test_a_pipeline_that_cannot_start_exits_1_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a folder without any stack
+    code = runner.main(["--stacks-dir", str(tmp_path), "--port", "0", "--aws-port", "0"])
+
+    # Then the command says why and fails
+    assert code == 1
+    assert "no stacks" in capsys.readouterr().err
+
+
+def test_the_resource_type_table_can_be_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    code = runner.main(["--resource-types"])
+
+    table = capsys.readouterr().out
+    assert code == 0
+    assert "AWS::SQS::Queue" in table and "moto" in table
+    assert "AWS::Lambda::Function" in table and "in-process" in table
+    assert "AWS::IAM::Role" in table and "skipped" in table
+
+
+def test_a_taken_aws_port_is_reported_instead_of_hanging(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given something already listening where moto would go
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        code = runner.main(["--aws-port", str(port), "--port", "0"])
+
+    assert code == 1
+    assert f"127.0.0.1:{port} is not available" in capsys.readouterr().err

@@ -1,0 +1,172 @@
+"""``twilio-callbacks``: the front door to the status callback pipeline.
+
+``local`` runs the whole pipeline on this machine; ``send``, ``status``,
+``query`` and ``redrive`` work the same against the local runner and a real
+deployment, finding everything through the four stacks' outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+from status_callbacks import __version__
+from twilio_callbacks_cli import query, redrive, send, status
+from twilio_callbacks_cli.aws import AwsTarget
+from twilio_callbacks_cli.discovery import DEFAULT_STACK_NAMES, StackNames
+from twilio_callbacks_cli.errors import EXIT_FAILED, EXIT_UNAVAILABLE, CliError
+
+PROGRAM = "twilio-callbacks"
+LOCAL = "local"
+LOCAL_RUNNER = "twilio_callbacks_cli.local.runner"
+PREFIX_VARIABLE = "TWILIO_CALLBACKS_STACK_PREFIX"
+SUFFIX_VARIABLE = "TWILIO_CALLBACKS_STACK_SUFFIX"
+_EXIT_INTERRUPTED = 130
+
+_DESCRIPTION = """\
+Receive, inspect and replay Twilio status callbacks on AWS.
+
+The same send/status/query/redrive commands work against the local runner
+(export the AWS_ENDPOINT_URL it prints) and against a real deployment
+(your usual AWS profile and region). Everything is found through the four
+stacks' CloudFormation outputs."""
+
+_EPILOG = """\
+examples:
+  twilio-callbacks local                          run the whole pipeline here
+  twilio-callbacks send --count 20 --error-rate 0.2
+  twilio-callbacks status
+  twilio-callbacks query message SM0123456789abcdef0123456789abcdef
+  twilio-callbacks query errors --code 30007 --since 1h
+  twilio-callbacks query number +15550100123
+  twilio-callbacks redrive --all --dry-run
+
+exit codes: 0 ok, 1 something failed, 2 bad usage, 3 stacks not deployed or
+endpoint unreachable, 4 nothing found."""
+
+
+def _connection_options(defaults: bool) -> argparse.ArgumentParser:
+    """AWS and stack options, accepted before or after the subcommand."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+
+    def default(value: Any) -> Any:
+        # Sub-commands must not overwrite a value given before the subcommand.
+        return value if defaults else argparse.SUPPRESS
+
+    aws = parser.add_argument_group("AWS (default: boto3's usual resolution)")
+    aws.add_argument("--region", default=default(None), help="AWS region")
+    aws.add_argument("--profile", default=default(None), help="named profile from ~/.aws/config")
+    aws.add_argument(
+        "--endpoint-url",
+        default=default(None),
+        help="AWS endpoint, e.g. the local runner's http://127.0.0.1:4566 (same as AWS_ENDPOINT_URL)",
+    )
+    stacks = parser.add_argument_group(
+        "stacks (default names: " + ", ".join(DEFAULT_STACK_NAMES.values()) + ")"
+    )
+    stacks.add_argument(
+        "--stack-prefix", default=default(None), help=f"prefix for every stack name (or ${PREFIX_VARIABLE})"
+    )
+    stacks.add_argument(
+        "--stack-suffix",
+        default=default(None),
+        help=f"suffix for every stack name, e.g. --stack-suffix=-dev (or ${SUFFIX_VARIABLE})",
+    )
+    for role, name in DEFAULT_STACK_NAMES.items():
+        stacks.add_argument(
+            f"--{role}-stack", default=default(None), metavar="NAME", help=f"name of the {name} stack"
+        )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command line: global options and one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_connection_options(defaults=True)],
+        # Exact option names only: `redrive --stack` must not read as an abbreviated --stack-prefix.
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command_name")
+    local = subparsers.add_parser(
+        LOCAL,
+        help="run the whole pipeline on this machine (moto + HTTP gateway); see `local --help`",
+        add_help=False,
+    )
+    local.add_argument("local_argv", nargs=argparse.REMAINDER)
+    parents = [_connection_options(defaults=False)]
+    send.register(subparsers, parents)
+    status.register(subparsers, parents)
+    query.register(subparsers, parents)
+    redrive.register(subparsers, parents)
+    return parser
+
+
+def stack_names(args: argparse.Namespace) -> StackNames:
+    """Stack names from the options, then the environment, then the defaults."""
+    return StackNames.build(
+        prefix=args.stack_prefix or os.environ.get(PREFIX_VARIABLE, ""),
+        suffix=args.stack_suffix or os.environ.get(SUFFIX_VARIABLE, ""),
+        overrides={role: getattr(args, f"{role}_stack") for role in DEFAULT_STACK_NAMES},
+    )
+
+
+def run_local(argv: list[str]) -> int:
+    """Hand over to the local runner, imported only when asked for (it pulls in moto)."""
+    runner = importlib.import_module(LOCAL_RUNNER)
+    return int(runner.main(argv) or 0)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == [LOCAL]:
+        return run_local(arguments[1:])
+    parser = build_parser()
+    args = parser.parse_args(arguments)
+    if args.command_name == LOCAL:
+        return run_local(list(args.local_argv))
+    if args.command_name is None:
+        parser.print_help(sys.stderr)
+        return 2
+    handler: Callable[[argparse.Namespace, AwsTarget], int] = args.command
+    try:
+        args.stack_names = stack_names(args)
+        target = AwsTarget(region=args.region, profile=args.profile, endpoint_url=args.endpoint_url)
+        return handler(args, target)
+    except CliError as error:
+        return _fail(str(error), error.exit_code)
+    except EndpointConnectionError as error:
+        return _fail(f"cannot reach the AWS endpoint: {error}", EXIT_UNAVAILABLE)
+    except NoCredentialsError:
+        return _fail("no AWS credentials found: pass --profile or configure credentials", EXIT_UNAVAILABLE)
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        return _fail(f"{details.get('Code', 'AWS error')}: {details.get('Message', error)}", EXIT_FAILED)
+    except BotoCoreError as error:
+        return _fail(str(error), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", _EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away; nothing left to say to it.
+        sys.stderr.close()
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

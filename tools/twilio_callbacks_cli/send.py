@@ -1,0 +1,467 @@
+"""``send``: act as Twilio, posting signed status callbacks to the API.
+
+Scenario generation lives in `scenarios` (pure); this module only sends. Each
+lifecycle is one unit of work: its callbacks go out in their (possibly
+shuffled) order from one worker, while ``--concurrency`` workers send
+different lifecycles at once over kept-alive connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from status_callbacks.tokens import AuthTokens, AuthTokenSecretError
+from twilio_callbacks_cli.aws import AwsTarget
+from twilio_callbacks_cli.discovery import API_BASE_URL, AUTH_TOKEN_SECRET_NAME, INGEST, discover
+from twilio_callbacks_cli.errors import EXIT_FAILED, EXIT_OK, PipelineUnavailableError, UsageError
+from twilio_callbacks_cli.output import key_values, print_json, table
+from twilio_callbacks_cli.progress import ProgressBar
+from twilio_callbacks_cli.scenarios import (
+    KNOWN_ERROR_CODES,
+    Kind,
+    Lifecycle,
+    ScenarioOptions,
+    SignedRequest,
+    Signing,
+    generate,
+    sign,
+)
+
+TOKEN_VARIABLE = "TWILIO_AUTH_TOKEN"  # noqa: S105 - a variable name, not a secret
+ACCOUNT_SID_VARIABLE = "TWILIO_ACCOUNT_SID"
+DEFAULT_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one request."""
+
+    status: int | None
+    latency: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass
+class Summary:
+    """Totals of a send run."""
+
+    lifecycles: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    elapsed: float = 0.0
+    duplicates: int = 0
+    forged: int = 0
+    unsigned: int = 0
+
+    @property
+    def sent(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for outcome in self.outcomes if not outcome.ok)
+
+    def percentile_ms(self, percentile: float) -> float | None:
+        """Nearest-rank percentile of request latency."""
+        latencies = sorted(outcome.latency for outcome in self.outcomes)
+        if not latencies:
+            return None
+        rank = max(1, -(-len(latencies) * percentile // 100))
+        return round(latencies[int(rank) - 1] * 1000, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        statuses = Counter(str(outcome.status) for outcome in self.outcomes if outcome.status is not None)
+        errors = Counter(outcome.error for outcome in self.outcomes if outcome.error)
+        return {
+            "lifecycles": self.lifecycles,
+            "sent": self.sent,
+            "http_status_counts": dict(sorted(statuses.items())),
+            "errors": sum(errors.values()),
+            "error_counts": dict(errors.most_common()),
+            "failures": self.failures,
+            "duplicates": self.duplicates,
+            "forged": self.forged,
+            "unsigned": self.unsigned,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "rate_per_second": round(self.sent / self.elapsed, 1) if self.elapsed > 0 else None,
+            "latency_ms": {"p50": self.percentile_ms(50), "p99": self.percentile_ms(99)},
+        }
+
+
+class _NoDelayHTTPConnection(http.client.HTTPConnection):
+    """http.client writes headers and body in two sends; without TCP_NODELAY, Nagle holds the body
+    until the server's delayed ACK (~40 ms per request on a kept-alive connection)."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _NoDelayHTTPSConnection(http.client.HTTPSConnection):
+    """The HTTPS counterpart of `_NoDelayHTTPConnection`."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class HttpSender:
+    """POSTs requests over one kept-alive connection per worker thread."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        key = (scheme, netloc)
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connections", {}).get(key)
+        if connection is None:
+            factory = _NoDelayHTTPSConnection if scheme == "https" else _NoDelayHTTPConnection
+            connection = factory(netloc, timeout=self.timeout)
+            self._local.__dict__.setdefault("connections", {})[key] = connection
+        return connection
+
+    def _forget(self, scheme: str, netloc: str) -> None:
+        connection = self._local.__dict__.get("connections", {}).pop((scheme, netloc), None)
+        if connection is not None:
+            connection.close()
+
+    def send(self, request: SignedRequest) -> Outcome:
+        parts = urlsplit(request.url)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        body = request.body.encode("utf-8")
+        started = time.perf_counter()
+        # A kept-alive connection the server has since closed fails before any response;
+        # one retry on a fresh connection is what any HTTP client does then.
+        for attempt in (1, 2):
+            connection = self._connection(parts.scheme, parts.netloc)
+            try:
+                connection.request("POST", target, body=body, headers=dict(request.headers))
+                response = connection.getresponse()
+                response.read()
+                if response.will_close:
+                    self._forget(parts.scheme, parts.netloc)
+                return Outcome(response.status, time.perf_counter() - started)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
+                self._forget(parts.scheme, parts.netloc)
+                if attempt == 2:
+                    return Outcome(None, time.perf_counter() - started, type(error).__name__)
+            except (OSError, http.client.HTTPException) as error:
+                self._forget(parts.scheme, parts.netloc)
+                return Outcome(None, time.perf_counter() - started, type(error).__name__)
+        raise AssertionError("unreachable")
+
+
+def send_lifecycles(
+    lifecycles: Sequence[Lifecycle],
+    base_url: str,
+    auth_token: str,
+    *,
+    concurrency: int = 1,
+    progress: ProgressBar | None = None,
+    sender: Callable[[SignedRequest], Outcome] | None = None,
+) -> Summary:
+    """Send every lifecycle's callbacks, each lifecycle in its own order, and total the outcomes."""
+    post = sender or HttpSender().send
+    summary = Summary(lifecycles=len(lifecycles))
+    lock = threading.Lock()
+
+    def send_one(lifecycle: Lifecycle) -> None:
+        for callback in lifecycle.callbacks:
+            outcome = post(sign(callback, base_url, auth_token))
+            with lock:
+                summary.outcomes.append(outcome)
+            if progress is not None:
+                progress.advance()
+
+    for lifecycle in lifecycles:
+        for callback in lifecycle.callbacks:
+            summary.duplicates += callback.attempt > 1
+            summary.forged += callback.signing is Signing.FORGED
+            summary.unsigned += callback.signing is Signing.UNSIGNED
+    started = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="send")
+    try:
+        for future in [pool.submit(send_one, lifecycle) for lifecycle in lifecycles]:
+            future.result()
+    except BaseException:
+        # Ctrl-C (or a bug) stops the run now instead of after every queued lifecycle.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    summary.elapsed = time.perf_counter() - started
+    return summary
+
+
+def resolve_auth_token(args: argparse.Namespace, target: AwsTarget, secret_name: str | None) -> str:
+    """``--auth-token``, else ``TWILIO_AUTH_TOKEN``, else the stack's Secrets Manager secret."""
+    if args.auth_token:
+        return str(args.auth_token)
+    if os.environ.get(TOKEN_VARIABLE):
+        return os.environ[TOKEN_VARIABLE]
+    if not secret_name:
+        raise UsageError(
+            f"no auth token: pass --auth-token, set {TOKEN_VARIABLE}, or deploy the ingest stack"
+        )
+    try:
+        secret = target.client("secretsmanager").get_secret_value(SecretId=secret_name)
+        return AuthTokens.from_secret(json.loads(secret["SecretString"])).primary
+    except (ClientError, BotoCoreError, KeyError, ValueError, AuthTokenSecretError) as error:
+        # The token itself never appears in the message.
+        raise PipelineUnavailableError(
+            f"cannot read the auth token from secret {secret_name!r} ({type(error).__name__}); "
+            f"pass --auth-token or set {TOKEN_VARIABLE}"
+        ) from error
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be a fraction between 0 and 1")
+    return value
+
+
+def _param(text: str) -> tuple[str, str]:
+    name, separator, value = text.partition("=")
+    if not separator or not name:
+        raise argparse.ArgumentTypeError("expected NAME=VALUE")
+    return name, value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """Add the ``send`` subcommand."""
+    parser = subparsers.add_parser(
+        "send",
+        parents=list(parents),
+        help="act as Twilio: post signed status callbacks (lifecycles, errors, load)",
+        description=textwrap.fill(
+            "Post form-encoded status callbacks signed like Twilio's (X-Twilio-Signature over the exact "
+            "URL). Each simulated message or call sends its whole lifecycle: messages queued -> sent -> "
+            "delivered (or undelivered/failed with an ErrorCode), calls initiated -> ringing -> "
+            "in-progress -> completed with SequenceNumber. The URL and auth token are discovered from "
+            "the stacks unless given."
+        ),
+        epilog=(
+            "examples:\n"
+            "  twilio-callbacks send\n"
+            "  twilio-callbacks send --kind call --count 5 --out-of-order --duplicates 0.2\n"
+            '  twilio-callbacks send --param id=42 --param "category=alerts & more"\n'
+            "  twilio-callbacks send --count 10000 --concurrency 32 --error-rate 0.05 --seed 7 --json\n"
+            "  twilio-callbacks send --forged   # expect the validator to drop them"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = parser.add_argument_group("where to send")
+    target.add_argument(
+        "--url", help="API base URL, or a full StatusCallback URL (default: stack output ApiBaseUrl)"
+    )
+    target.add_argument(
+        "--auth-token", help=f"token to sign with (default: ${TOKEN_VARIABLE}, else the stack's secret)"
+    )
+    target.add_argument(
+        "--account-sid", help=f"AccountSid to send (default: ${ACCOUNT_SID_VARIABLE}, else generated)"
+    )
+    scenario = parser.add_argument_group("what to send")
+    scenario.add_argument(
+        "--kind",
+        choices=[kind.value for kind in Kind],
+        default=Kind.MESSAGE.value,
+        help="message (default), call, or mixed (about 70%% messages)",
+    )
+    scenario.add_argument(
+        "--count", type=_positive, default=1, metavar="N", help="messages/calls to simulate (default 1)"
+    )
+    scenario.add_argument("--seed", type=int, help="make SIDs, numbers, outcomes and order reproducible")
+    scenario.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction ending undelivered/failed (messages) or busy/no-answer (calls)",
+    )
+    scenario.add_argument(
+        "--error-code",
+        action="append",
+        dest="error_codes",
+        metavar="CODE",
+        help=f"error code(s) to use (repeatable; default {', '.join(KNOWN_ERROR_CODES)})",
+    )
+    scenario.add_argument(
+        "--out-of-order",
+        type=_fraction,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="F",
+        help="fraction of lifecycles whose callbacks arrive shuffled (flag alone: all)",
+    )
+    scenario.add_argument(
+        "--duplicates",
+        type=_fraction,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="F",
+        help="fraction of callbacks Twilio retries, sent twice identically (flag alone: all)",
+    )
+    scenario.add_argument(
+        "--route",
+        choices=["/twilio", "/twilio-params"],
+        help="route to post to (default /twilio, or /twilio-params when --param is given)",
+    )
+    scenario.add_argument(
+        "--param",
+        action="append",
+        type=_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help="custom query parameter for /twilio-params (repeatable; any characters)",
+    )
+    scenario.add_argument(
+        "--forged",
+        type=_fraction,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="F",
+        help="fraction signed with a wrong token (flag alone: all)",
+    )
+    scenario.add_argument(
+        "--unsigned",
+        type=_fraction,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="F",
+        help="fraction sent without X-Twilio-Signature (flag alone: all)",
+    )
+    load = parser.add_argument_group("how to send")
+    load.add_argument(
+        "--concurrency", type=_positive, default=1, metavar="C", help="parallel senders (default 1)"
+    )
+    load.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="seconds per request")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    load.add_argument(
+        "--dry-run", action="store_true", help="print the signed requests as JSON lines instead of sending"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(command=command)
+
+
+def scenario_options(args: argparse.Namespace) -> ScenarioOptions:
+    """The scenario the options describe."""
+    try:
+        return ScenarioOptions(
+            count=args.count,
+            kind=Kind(args.kind),
+            seed=args.seed,
+            error_rate=args.error_rate,
+            error_codes=tuple(args.error_codes or KNOWN_ERROR_CODES),
+            out_of_order=args.out_of_order,
+            duplicates=args.duplicates,
+            forged=args.forged,
+            unsigned=args.unsigned,
+            route=args.route,
+            custom_params=tuple(args.param),
+            account_sid=args.account_sid or os.environ.get(ACCOUNT_SID_VARIABLE) or None,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _print_summary(summary: Summary, base_url: str, as_json: bool) -> None:
+    report = summary.to_dict()
+    if as_json:
+        print_json({"url": base_url, **report})
+        return
+    latency = report["latency_ms"]
+    print(
+        key_values(
+            [
+                ("url", base_url),
+                ("lifecycles", report["lifecycles"]),
+                ("callbacks sent", report["sent"]),
+                ("duplicates", report["duplicates"]),
+                ("forged", report["forged"]),
+                ("unsigned", report["unsigned"]),
+                ("errors", report["errors"]),
+                ("elapsed", f"{report['elapsed_seconds']} s"),
+                ("rate", f"{report['rate_per_second']} callbacks/s"),
+                ("latency p50", f"{latency['p50']} ms"),
+                ("latency p99", f"{latency['p99']} ms"),
+            ]
+        )
+    )
+    rows = [[status, count] for status, count in report["http_status_counts"].items()]
+    rows += [[error, count] for error, count in report["error_counts"].items()]
+    if rows:
+        print()
+        print(table(["response", "count"], rows))
+
+
+def _dry_run(lifecycles: Iterable[Lifecycle], base_url: str, token: str) -> None:
+    for lifecycle in lifecycles:
+        for callback in lifecycle.callbacks:
+            request = sign(callback, base_url, token)
+            line = {"url": request.url, "headers": dict(request.headers), "body": request.body}
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def command(args: argparse.Namespace, target: AwsTarget) -> int:
+    """Run ``send``: discover URL and token unless given, send, summarise."""
+    options = scenario_options(args)
+    base_url = args.url
+    secret_name = None
+    needs_stack = not base_url or not (args.auth_token or os.environ.get(TOKEN_VARIABLE))
+    if needs_stack:
+        pipeline = discover(target, args.stack_names, roles=[INGEST])
+        base_url = base_url or pipeline.require(API_BASE_URL, INGEST)
+        secret_name = pipeline.output(AUTH_TOKEN_SECRET_NAME)
+    token = resolve_auth_token(args, target, secret_name)
+    lifecycles = list(generate(options))
+    if args.dry_run:
+        _dry_run(lifecycles, base_url, token)
+        return EXIT_OK
+    total = sum(len(lifecycle.callbacks) for lifecycle in lifecycles)
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    with ProgressBar(total, "callbacks", enabled=show_progress) as progress:
+        summary = send_lifecycles(
+            lifecycles,
+            base_url,
+            token,
+            concurrency=args.concurrency,
+            progress=progress,
+            sender=HttpSender(timeout=args.timeout).send,
+        )
+    _print_summary(summary, base_url, args.json)
+    if summary.sent and summary.failures == summary.sent and all(o.status is None for o in summary.outcomes):
+        raise PipelineUnavailableError(f"no callback reached {base_url}: is the API running?")
+    return EXIT_OK if summary.failures == 0 else EXIT_FAILED
