@@ -26,8 +26,27 @@ INGEST_TOPIC = {
 NAME_PROPERTIES = ("QueueName", "TopicName", "TableName", "BucketName", "FunctionName", "RoleName", "Name")
 
 
+TLS_ONLY_CONDITION = {"Bool": {"aws:SecureTransport": "false"}}
+
+
 def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
     return {key: value for key, value in template["Resources"].items() if value["Type"] == resource_type}
+
+
+def split_by_effect(policy: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A queue policy's Allow statements and its Deny statements."""
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    return (
+        [s for s in statements if s["Effect"] == "Allow"],
+        [s for s in statements if s["Effect"] == "Deny"],
+    )
+
+
+def role_statements(template: dict[str, Any], function: str) -> dict[str, dict[str, Any]]:
+    """The statements of the explicit role a function runs as, by Sid."""
+    role = template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    return {s["Sid"]: s for policy in policies for s in policy["PolicyDocument"]["Statement"]}
 
 
 def test_error_queue_redrives_to_its_dead_letter_queue(template: dict[str, Any]) -> None:
@@ -68,9 +87,11 @@ def test_subscription_takes_only_error_callbacks_from_the_ingest_topic(template:
     assert subscription["RawMessageDelivery"] is True
     assert subscription["FilterPolicyScope"] == "MessageAttributes"
     assert subscription["FilterPolicy"] == {"ErrorCode": [{"exists": True}]}
-    [statement] = template["Resources"]["ErrorQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [statement], [tls_only] = split_by_effect(template["Resources"]["ErrorQueuePolicy"])
     assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": INGEST_TOPIC}}
+    assert tls_only["Principal"] == "*" and tls_only["Condition"] == TLS_ONLY_CONDITION
+    assert tls_only["Resource"] == statement["Resource"]
     assert template["Parameters"]["IngestStackName"]["Default"] == "StatusCallbackHandler"
     assert template["Parameters"]["TopicArn"]["Default"] == ""
 
@@ -102,10 +123,10 @@ def test_every_rule_target_retries_and_dead_letters(template: dict[str, Any]) ->
             assert target["DeadLetterConfig"] == {
                 "Arn": {"Fn::GetAtt": ["ErrorTargetsDeadLetterQueue", "Arn"]}
             }
-    [statement] = template["Resources"]["ErrorTargetsDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"][
-        "Statement"
-    ]
+    [statement], [tls_only] = split_by_effect(template["Resources"]["ErrorTargetsDeadLetterQueuePolicy"])
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert tls_only["Principal"] == "*" and tls_only["Condition"] == TLS_ONLY_CONDITION
+    assert tls_only["Resource"] == {"Fn::GetAtt": ["ErrorTargetsDeadLetterQueue", "Arn"]}
     assert sorted(
         arn["Fn::GetAtt"][0] for arn in statement["Condition"]["ArnEquals"]["aws:SourceArn"]
     ) == sorted(rules)
@@ -185,14 +206,43 @@ def test_functions_log_to_their_own_group_and_use_the_stack_layer(template: dict
 
 
 def test_policies_name_actions_not_wildcards(template: dict[str, Any]) -> None:
-    for function in resources_of(template, "AWS::Serverless::Function").values():
-        for policy in function["Properties"].get("Policies", []):
-            for statement in policy["Statement"]:
-                actions = (
-                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                )
-                assert all(action != "*" and not action.endswith(":*") for action in actions)
-                assert statement["Resource"] != "*"
+    for name, function in resources_of(template, "AWS::Serverless::Function").items():
+        assert "Policies" not in function["Properties"], f"{name} would get SAM's generated role"
+        for sid, statement in role_statements(template, name).items():
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all("*" not in action for action in actions), f"{name} {sid}"
+            if sid != "WriteTraces":  # X-Ray offers no resource-level permissions
+                assert statement["Resource"] != "*", f"{name} {sid}"
+
+
+def test_router_role_reaches_only_its_queue_bus_ledger_and_log_group(template: dict[str, Any]) -> None:
+    statements = role_statements(template, "RouterFunction")
+    assert set(statements) == {
+        "ConsumeErrorQueue",
+        "PublishErrorEvents",
+        "KeepThePublishLedger",
+        "WriteOwnLogs",
+        "WriteTraces",
+    }
+    assert statements["ConsumeErrorQueue"]["Resource"] == {"Fn::GetAtt": ["ErrorQueue", "Arn"]}
+    assert statements["PublishErrorEvents"]["Action"] == "events:PutEvents"
+    assert statements["PublishErrorEvents"]["Resource"] == {"Fn::GetAtt": ["ErrorEventBus", "Arn"]}
+    assert statements["KeepThePublishLedger"]["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert statements["WriteOwnLogs"]["Resource"] == {"Fn::GetAtt": ["RouterLogGroup", "Arn"]}
+
+
+def test_flagger_role_reaches_only_its_table_destination_and_log_group(template: dict[str, Any]) -> None:
+    statements = role_statements(template, "FlaggerFunction")
+    assert set(statements) == {"KeepNumberFlags", "DeadLetterFailedEvents", "WriteOwnLogs", "WriteTraces"}
+    assert statements["KeepNumberFlags"]["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert statements["KeepNumberFlags"]["Resource"] == {"Fn::GetAtt": ["NumberFlagsTable", "Arn"]}
+    # The flagger consumes no queue: it may only send its failed events to its own on-failure destination.
+    destination = template["Resources"]["FlaggerFunction"]["Properties"]["EventInvokeConfig"][
+        "DestinationConfig"
+    ]["OnFailure"]["Destination"]
+    assert statements["DeadLetterFailedEvents"]["Action"] == "sqs:SendMessage"
+    assert statements["DeadLetterFailedEvents"]["Resource"] == destination
+    assert statements["WriteOwnLogs"]["Resource"] == {"Fn::GetAtt": ["FlaggerLogGroup", "Arn"]}
 
 
 def test_every_resource_has_a_comment_saying_why() -> None:

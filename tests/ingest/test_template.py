@@ -149,8 +149,21 @@ def test_secret_is_read_at_run_time_never_put_in_the_environment(template):
 
 
 def test_iam_is_least_privilege(template):
-    statements = template["Resources"]["ValidatorFunction"]["Properties"]["Policies"][0]["Statement"]
-    by_sid = {s["Sid"]: s for s in statements}
+    function = template["Resources"]["ValidatorFunction"]["Properties"]
+    assert function["Role"] == {"Fn::GetAtt": ["ValidatorRole", "Arn"]}
+    assert "Policies" not in function
+    [policy] = template["Resources"]["ValidatorRole"]["Properties"]["Policies"]
+    by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert set(by_sid) == {
+        "ConsumeIngestQueue",
+        "ReadAuthTokens",
+        "PublishRecords",
+        "EncryptRecordsForTheTopic",
+        "WriteOwnLogs",
+        "WriteTraces",
+    }
+    assert by_sid["ConsumeIngestQueue"]["Resource"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert by_sid["WriteOwnLogs"]["Resource"] == {"Fn::GetAtt": ["ValidatorLogGroup", "Arn"]}
     assert by_sid["ReadAuthTokens"]["Action"] == "secretsmanager:GetSecretValue"
     assert by_sid["ReadAuthTokens"]["Resource"]["Fn::Sub"].endswith(":secret:${AuthTokenSecretName}-??????")
     assert by_sid["PublishRecords"] == {
@@ -159,6 +172,8 @@ def test_iam_is_least_privilege(template):
         "Action": "sns:Publish",
         "Resource": {"Ref": "CallbackTopic"},
     }
+    # What SNS asks KMS for on a publisher's behalf; no wildcard action families.
+    assert by_sid["EncryptRecordsForTheTopic"]["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]
     assert by_sid["EncryptRecordsForTheTopic"]["Condition"]["StringEquals"]["kms:ViaService"] == {
         "Fn::Sub": "sns.${AWS::Region}.amazonaws.com"
     }

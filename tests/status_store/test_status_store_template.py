@@ -110,14 +110,21 @@ def test_subscription_raw_delivers_every_record_from_the_ingest_topic(resources)
     ("policy", "queue"),
     [("StatusQueuePolicy", "StatusQueue"), ("StatusDeadLetterQueuePolicy", "StatusDeadLetterQueue")],
 )
-def test_queue_policies_admit_only_the_topic(resources, policy, queue):
+def test_queue_policies_admit_only_the_topic_and_only_over_tls(resources, policy, queue):
     properties = resources[policy]["Properties"]
-    (statement,) = properties["PolicyDocument"]["Statement"]
+    allows = [s for s in properties["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    denies = [s for s in properties["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
     assert properties["Queues"] == [{"Ref": queue}]
+    (statement,) = allows
     assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": TOPIC}}
+    (tls_only,) = denies
+    assert tls_only["Principal"] == "*"
+    assert tls_only["Action"] == "sqs:*"
+    assert tls_only["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert tls_only["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_topic_defaults_to_the_ingest_stacks_export(template):
@@ -142,12 +149,31 @@ def test_writer_batches_from_the_queue_and_reports_partial_failures(template, fu
     assert parameters["MaximumBatchingWindowInSeconds"]["Default"] <= 2
 
 
-def test_writer_may_only_put_items_into_its_table(function):
-    (policy,) = function["Policies"]
-    statements = policy["Statement"]
-    assert statements == [
-        {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": {"Fn::GetAtt": ["StatusTable", "Arn"]}}
+def test_writer_may_only_put_items_into_its_table(resources, function):
+    # Given the writer's own role (no SAM-generated role, whose managed policies reach every queue)
+    assert function["Role"] == {"Fn::GetAtt": ["WriterRole", "Arn"]}
+    assert "Policies" not in function
+    (policy,) = resources["WriterRole"]["Properties"]["Policies"]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+    # Then its only data-plane grant is PutItem on the status table
+    assert statements["WriteStatusItems"] == {
+        "Sid": "WriteStatusItems",
+        "Effect": "Allow",
+        "Action": "dynamodb:PutItem",
+        "Resource": {"Fn::GetAtt": ["StatusTable", "Arn"]},
+    }
+    dynamodb_actions = [
+        action
+        for statement in statements.values()
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        if action.startswith("dynamodb:")
     ]
+    assert dynamodb_actions == ["dynamodb:PutItem"]
+    # And the rest is its own queue, its own log group and traces
+    assert set(statements) == {"ConsumeStatusQueue", "WriteStatusItems", "WriteOwnLogs", "WriteTraces"}
+    assert statements["ConsumeStatusQueue"]["Resource"] == {"Fn::GetAtt": ["StatusQueue", "Arn"]}
+    assert statements["WriteOwnLogs"]["Resource"] == {"Fn::GetAtt": ["WriterLogGroup", "Arn"]}
 
 
 def test_writer_code_and_settings_match_the_handler(function):
