@@ -15,12 +15,13 @@ SAM_PATH := $(if $(PY313_PREFIX),$(PY313_PREFIX)/bin:,)$(abspath $(BIN)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # checkov pins an old boto3, so it lives in its own small environment.
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 CHECKOV_VERSION ?= 3.3.30
 
-.PHONY: help venv lint format templates security unit test build run clean
+.PHONY: help venv lint format templates security unit test build run bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,6 +75,9 @@ build: $(STAMP) ## sam build every stack into .aws-sam/<stack>
 
 run: $(STAMP) ## Run the whole pipeline on this machine until Ctrl-C (AWS_PORT, PORT, TWILIO_AUTH_TOKEN)
 	$(BIN)/twilio-callbacks local
+
+bench: $(STAMP) ## Benchmark the local pipeline, price it per million callbacks; writes bench-results.json
+	$(BIN)/twilio-callbacks bench $(BENCH_ARGS)
 
 clean: ## Remove build output and caches (keeps the virtual environments)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,8 @@ from twilio_callbacks_cli.errors import EXIT_FAILED, EXIT_UNAVAILABLE, CliError
 PROGRAM = "twilio-callbacks"
 LOCAL = "local"
 LOCAL_RUNNER = "twilio_callbacks_cli.local.runner"
+BENCH = "bench"
+BENCH_CLI = "twilio_callbacks_cli.bench.cli"
 PREFIX_VARIABLE = "TWILIO_CALLBACKS_STACK_PREFIX"
 SUFFIX_VARIABLE = "TWILIO_CALLBACKS_STACK_SUFFIX"
 _EXIT_INTERRUPTED = 130
@@ -40,6 +42,7 @@ stacks' CloudFormation outputs."""
 _EPILOG = """\
 examples:
   twilio-callbacks local                          run the whole pipeline here
+  twilio-callbacks bench                          benchmark it and price it per million callbacks
   twilio-callbacks send --count 20 --error-rate 0.2
   twilio-callbacks status
   twilio-callbacks query message SM0123456789abcdef0123456789abcdef
@@ -104,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     local.add_argument("local_argv", nargs=argparse.REMAINDER)
+    bench = subparsers.add_parser(
+        BENCH,
+        help="benchmark the local pipeline and price it per million callbacks; see `bench --help`",
+        add_help=False,
+    )
+    bench.add_argument("bench_argv", nargs=argparse.REMAINDER)
     parents = [_connection_options(defaults=False)]
     send.register(subparsers, parents)
     status.register(subparsers, parents)
@@ -127,6 +136,12 @@ def run_local(argv: list[str]) -> int:
     return int(runner.main(argv) or 0)
 
 
+def run_bench(argv: list[str]) -> int:
+    """Hand over to the benchmark, imported only when asked for (it pulls in moto)."""
+    bench = importlib.import_module(BENCH_CLI)
+    return int(bench.main(argv) or 0)
+
+
 def _fail(message: str, code: int) -> int:
     print(f"{PROGRAM}: error: {message}", file=sys.stderr)
     return code
@@ -137,10 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == [LOCAL]:
         return run_local(arguments[1:])
+    if arguments[:1] == [BENCH]:
+        return run_bench(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(arguments)
     if args.command_name == LOCAL:
         return run_local(list(args.local_argv))
+    if args.command_name == BENCH:
+        return run_bench(list(args.bench_argv))
     if args.command_name is None:
         parser.print_help(sys.stderr)
         return 2

@@ -69,6 +69,8 @@ class Invocation:
     error: BaseException | None = None
     request_id: str = ""
     duration_ms: float = 0.0
+    # CPU time of the handler's own thread: its compute, without the waits on AWS calls.
+    cpu_ms: float = 0.0
 
     @property
     def failed(self) -> bool:
@@ -84,6 +86,10 @@ class Invocation:
             "requestId": self.request_id,
             "stackTrace": traceback.format_exception(self.error)[-6:],
         }
+
+
+# Called after every invocation with the function, its event and the outcome (the benchmark times them).
+InvocationObserver = Callable[[FunctionSpec, Any, Invocation], None]
 
 
 @dataclass
@@ -103,6 +109,15 @@ class FunctionHost:
         self._isolated: set[str] = set()
         self._saved_modules: dict[str, ModuleType] = {}
         self._added_paths: list[str] = []
+        self._observers: list[InvocationObserver] = []
+
+    def add_observer(self, observer: InvocationObserver) -> None:
+        """Call ``observer(function, event, invocation)`` after every invocation from now on."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: InvocationObserver) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
 
     def load(self) -> None:
         """Import every runnable function's handler into a fresh container."""
@@ -198,6 +213,7 @@ class FunctionHost:
             sys.modules.update(container.modules)
             apply_environ(environment)
             started = time.monotonic()
+            cpu_started = time.thread_time()
             try:
                 result = container.handler(event, context)
                 outcome = Invocation(result=result, request_id=context.aws_request_id)
@@ -205,6 +221,7 @@ class FunctionHost:
                 outcome = Invocation(error=error, request_id=context.aws_request_id)
             finally:
                 duration = (time.monotonic() - started) * 1000
+                cpu = (time.thread_time() - cpu_started) * 1000
                 apply_environ(previous)
                 # Modules the handler imported lazily belong to its container from now on.
                 container.modules.update(self._evict(self._isolated, keep=False))
@@ -218,7 +235,10 @@ class FunctionHost:
                 duration,
                 function.timeout,
             )
-        return Invocation(outcome.result, outcome.error, outcome.request_id, duration)
+        invocation = Invocation(outcome.result, outcome.error, outcome.request_id, duration, cpu)
+        for observer in list(self._observers):
+            observer(function, event, invocation)
+        return invocation
 
 
 def _top_level_modules(folder: Path) -> set[str]:

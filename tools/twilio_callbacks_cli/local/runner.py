@@ -21,7 +21,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -32,7 +33,7 @@ from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_
 from werkzeug.serving import make_server
 
 from twilio_callbacks_cli.local.aws import Clients, apply_environ, emulator_environment, process_environment
-from twilio_callbacks_cli.local.functions import FunctionHost
+from twilio_callbacks_cli.local.functions import FunctionHost, InvocationObserver
 from twilio_callbacks_cli.local.http_gateway import HttpGateway, HttpGatewayServer
 from twilio_callbacks_cli.local.pollers import (
     MAX_BATCHING_WINDOW_SECONDS,
@@ -40,7 +41,7 @@ from twilio_callbacks_cli.local.pollers import (
     EventSourcePoller,
 )
 from twilio_callbacks_cli.local.provision import SUPPORT, Deployment, Provisioner
-from twilio_callbacks_cli.local.templates import discover_stack_folders, load_stack
+from twilio_callbacks_cli.local.templates import StackTemplate, discover_stack_folders, load_stack
 from twilio_callbacks_cli.local.traffic import Traffic
 
 LOG = logging.getLogger("twilio_callbacks_cli.local")
@@ -110,6 +111,7 @@ class LocalPipeline:
         token: str | None = None,
         region: str = DEFAULT_REGION,
         max_batching_window: float = MAX_BATCHING_WINDOW_SECONDS,
+        parameter_overrides: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.aws_port = aws_port
@@ -121,6 +123,8 @@ class LocalPipeline:
         self.token_generated = not supplied
         self.token = supplied or secrets.token_hex(16)
         self.max_batching_window = max_batching_window
+        # Stack parameters to deploy with: ``Name`` for every stack declaring it, ``Stack.Name`` for one.
+        self.parameter_overrides = dict(parameter_overrides or {})
         self._public_url = public_url.rstrip("/") if public_url else None
         self._moto: ThreadedMotoServer | None = None
         # AWS requests by service/operation (the benchmark) and fault injection (reliability tests).
@@ -152,7 +156,10 @@ class LocalPipeline:
     def _start(self) -> None:
         self._http = HttpGatewayServer(self.host, self.http_port)
         self.http_port = self._http.port
-        stacks = [load_stack(folder, self.region) for folder in discover_stack_folders(self.stacks_dir)]
+        stacks = [
+            self._with_stack_overrides(load_stack(folder, self.region))
+            for folder in discover_stack_folders(self.stacks_dir)
+        ]
         if not stacks:
             raise PipelineError(f"no stacks (folders with template.yaml) under {self.stacks_dir}")
         _ensure_free(self.host, self.aws_port, "--aws-port/AWS_PORT")
@@ -170,7 +177,10 @@ class LocalPipeline:
             region=self.region,
             account_id=ACCOUNT_ID,
             api_base_url=self.api_base_url,
-            parameter_overrides={PUBLIC_BASE_URL_PARAMETER: self.public_url},
+            parameter_overrides={
+                **{name: value for name, value in self.parameter_overrides.items() if "." not in name},
+                PUBLIC_BASE_URL_PARAMETER: self.public_url,
+            },
         )
         self.deployment = provisioner.deploy(stacks)
         self._seed_auth_token()
@@ -206,6 +216,31 @@ class LocalPipeline:
         if self._saved_environ:
             apply_environ(self._saved_environ)
             self._saved_environ = {}
+
+    def add_invocation_observer(self, observer: InvocationObserver) -> None:
+        """Have ``observer(function, event, invocation)`` called after every handler invocation."""
+        if self._host is None:
+            raise PipelineError("the pipeline is not started")
+        self._host.add_observer(observer)
+
+    def _with_stack_overrides(self, stack: StackTemplate) -> StackTemplate:
+        """The stack with ``<stack>.<Parameter>`` overrides as its parameters' defaults."""
+        prefix = f"{stack.name}."
+        chosen = {
+            name[len(prefix) :]: value
+            for name, value in self.parameter_overrides.items()
+            if name.startswith(prefix)
+        }
+        if not chosen:
+            return stack
+        unknown = sorted(set(chosen) - set(stack.parameters))
+        if unknown:
+            raise PipelineError(f"{stack.name} declares no parameter(s) {', '.join(unknown)}")
+        parameters = {
+            name: {**declaration, "Default": chosen[name]} if name in chosen else declaration
+            for name, declaration in stack.parameters.items()
+        }
+        return replace(stack, template={**stack.template, "Parameters": parameters})
 
     def __enter__(self) -> LocalPipeline:
         return self.start()

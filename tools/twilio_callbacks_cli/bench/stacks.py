@@ -1,0 +1,142 @@
+"""Facts the cost model takes from the four templates (not from a second, hand-kept copy).
+
+Read with `twilio_callbacks_cli.cfn.load_template`: each function's tracing
+mode (its own ``Tracing`` or the stack's ``Globals``), the SNS subscriptions
+that deliver to SQS queues, the tables' keys and secondary indexes, the HTTP
+API's access log format, and the counts behind the fixed monthly costs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twilio_callbacks_cli.bench.measure import IndexSpec
+from twilio_callbacks_cli.cfn import load_template
+
+TEMPLATE_FILE = "template.yaml"
+ACTIVE = "Active"
+PASS_THROUGH = "PassThrough"  # noqa: S105 - a tracing mode, not a secret
+
+# Representative values for the access log's $context variables (one request).
+ACCESS_LOG_CONTEXT: Mapping[str, str] = {
+    "requestId": "JxYzAbCdIAMEbVw=",
+    "requestTime": "05/Jan/2026:09:00:00 +0000",
+    "identity.sourceIp": "54.172.60.123",
+    "routeKey": "POST /twilio-params",
+    "status": "200",
+    "responseLength": "220",
+    "integrationStatus": "200",
+    "integrationErrorMessage": "-",
+    "integrationLatency": "12",
+    "httpMethod": "POST",
+    "path": "/twilio-params",
+    "protocol": "HTTP/1.1",
+}
+_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z.]+)")
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    keys: tuple[str, ...]
+    indexes: tuple[IndexSpec, ...]
+
+
+@dataclass
+class StackFacts:
+    """What one stack's template says that the cost model needs."""
+
+    name: str
+    tracing: dict[str, str] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)
+    subscribed_queues: set[str] = field(default_factory=set)
+    tables: dict[str, TableFacts] = field(default_factory=dict)
+    access_log_format: str | None = None
+    alarms: int = 0
+    kms_keys: int = 0
+    encrypted_topics: int = 0
+
+
+def _literal(value: Any) -> Any:
+    """A property value, or None when it is an intrinsic function (not known without deploying)."""
+    return (
+        None
+        if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)).startswith(("Fn::", "Ref"))
+        else value
+    )
+
+
+def _getatt_target(value: Any) -> str | None:
+    if isinstance(value, Mapping) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        return str(target[0]) if isinstance(target, list) else str(target).split(".", 1)[0]
+    return None
+
+
+def _index_specs(properties: Mapping[str, Any]) -> tuple[IndexSpec, ...]:
+    specs = []
+    for index in properties.get("GlobalSecondaryIndexes") or []:
+        projection = index.get("Projection") or {}
+        specs.append(
+            IndexSpec(
+                name=str(index.get("IndexName")),
+                keys=tuple(str(key["AttributeName"]) for key in index.get("KeySchema") or []),
+                projection=str(projection.get("ProjectionType", "ALL")),
+                projected=tuple(str(name) for name in projection.get("NonKeyAttributes") or []),
+            )
+        )
+    return tuple(specs)
+
+
+def stack_facts(folder: Path) -> StackFacts:
+    """Read one stack folder's template."""
+    template = load_template(folder / TEMPLATE_FILE)
+    facts = StackFacts(folder.name)
+    globals_function = (template.get("Globals") or {}).get("Function") or {}
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        kind = resource.get("Type")
+        properties = resource.get("Properties") or {}
+        if kind == "AWS::Serverless::Function":
+            facts.tracing[logical_id] = str(
+                properties.get("Tracing", globals_function.get("Tracing", PASS_THROUGH))
+            )
+            memory = _literal(properties.get("MemorySize", globals_function.get("MemorySize", 128)))
+            facts.memory[logical_id] = int(memory) if memory is not None else 128
+        elif kind == "AWS::SNS::Subscription" and str(properties.get("Protocol", "")).lower() == "sqs":
+            target = _getatt_target(properties.get("Endpoint"))
+            if target:
+                facts.subscribed_queues.add(target)
+        elif kind == "AWS::DynamoDB::Table":
+            facts.tables[logical_id] = TableFacts(
+                keys=tuple(str(key["AttributeName"]) for key in properties.get("KeySchema") or []),
+                indexes=_index_specs(properties),
+            )
+        elif kind == "AWS::Serverless::HttpApi":
+            log_format = (properties.get("AccessLogSettings") or {}).get("Format")
+            if isinstance(log_format, str):
+                facts.access_log_format = log_format
+        elif kind == "AWS::CloudWatch::Alarm":
+            facts.alarms += 1
+        elif kind == "AWS::KMS::Key":
+            facts.kms_keys += 1
+        elif kind == "AWS::SNS::Topic" and properties.get("KmsMasterKeyId"):
+            facts.encrypted_topics += 1
+    return facts
+
+
+def all_stack_facts(stacks_dir: Path) -> dict[str, StackFacts]:
+    """Every stack folder's facts, by stack name."""
+    return {
+        folder.name: stack_facts(folder)
+        for folder in sorted(stacks_dir.iterdir())
+        if (folder / TEMPLATE_FILE).is_file()
+    }
+
+
+def render_access_log(log_format: str, context: Mapping[str, str] = ACCESS_LOG_CONTEXT) -> str:
+    """One access log line as API Gateway writes it for a typical callback (folded YAML joined)."""
+    line = _CONTEXT_VARIABLE.sub(lambda match: context.get(match.group(1), "-"), log_format)
+    return line.replace("\n", "")
