@@ -21,7 +21,7 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 CHECKOV_VERSION ?= 3.3.30
 
-.PHONY: help venv lint format templates security unit test build run bench clean
+.PHONY: help venv lint format templates security unit test build run load bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ build: $(STAMP) ## sam build every stack into .aws-sam/<stack>
 
 run: $(STAMP) ## Run the whole pipeline on this machine until Ctrl-C (AWS_PORT, PORT, TWILIO_AUTH_TOKEN)
 	$(BIN)/twilio-callbacks local
+
+load: $(STAMP) ## Full-size burst (~10,000 callbacks, 64 concurrent) through the local pipeline, reconciled; writes load-report.json
+	RELIABILITY_LOAD_LIFECYCLES=3000 RELIABILITY_LOAD_CONCURRENCY=64 RELIABILITY_LOAD_REPORT=load-report.json \
+		$(BIN)/pytest tests/reliability/test_load.py -s -p no:cacheprovider
 
 bench: $(STAMP) ## Benchmark the local pipeline, price it per million callbacks; writes bench-results.json
 	$(BIN)/twilio-callbacks bench $(BENCH_ARGS)
