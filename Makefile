@@ -76,8 +76,8 @@ build: $(STAMP) ## sam build every stack into .aws-sam/<stack>
 run: $(STAMP) ## Run the whole pipeline on this machine until Ctrl-C (AWS_PORT, PORT, TWILIO_AUTH_TOKEN)
 	$(BIN)/twilio-callbacks local
 
-load: $(STAMP) ## Full-size burst (~10,000 callbacks, 64 concurrent) through the local pipeline, reconciled; writes load-report.json
-	RELIABILITY_LOAD_LIFECYCLES=3000 RELIABILITY_LOAD_CONCURRENCY=64 RELIABILITY_LOAD_REPORT=load-report.json \
+load: $(STAMP) ## Full-size burst (~10,000 callbacks, 32 concurrent) through the local pipeline, reconciled; writes load-report.json
+	RELIABILITY_LOAD_LIFECYCLES=3000 RELIABILITY_LOAD_CONCURRENCY=32 RELIABILITY_LOAD_REPORT=load-report.json \
 		$(BIN)/pytest tests/reliability/test_load.py -s -p no:cacheprovider
 
 bench: $(STAMP) ## Benchmark the local pipeline, price it per million callbacks; writes bench-results.json
