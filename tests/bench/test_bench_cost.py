@@ -217,3 +217,14 @@ def test_fixed_costs_do_not_grow_with_callbacks():
     assert items["KMS data keys for encrypted SNS topics"] == pytest.approx(kms * 0.03 / 10_000)
     assert fixed.total == pytest.approx(sum(items.values()))
     assert math.isclose(items["CloudWatch alarms"], 1.0)
+
+
+def test_lambda_traces_one_invocation_a_second_and_five_percent_of_the_rest():
+    from twilio_callbacks_cli.bench.tuning import lambda_sampled_fraction
+
+    # Below one invocation a second every invocation is a trace
+    assert lambda_sampled_fraction(0.2) == 1.0
+    assert lambda_sampled_fraction(1.0) == 1.0
+    # Above it, the reservoir's one plus 5% of the rest
+    assert lambda_sampled_fraction(3.0) == pytest.approx((1 + 0.05 * 2) / 3)
+    assert lambda_sampled_fraction(1000.0) == pytest.approx(0.05, abs=0.001)

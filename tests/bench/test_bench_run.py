@@ -77,7 +77,9 @@ def test_requests_per_1000_are_counted_from_the_run(results):
     assert requests["sqs"]["ReceiveMessage"] < 4000
     assert results["empty_receives"]["local_count"] >= 0
     assert set(results["lambda_invocations_per_1000"]) == FUNCTIONS
-    assert results["lambda_invocations_per_1000"]["ValidatorFunction"] >= 100
+    # The validator takes at most 100 queued callbacks per invocation (its BatchSize)
+    assert results["lambda_invocations_per_1000"]["ValidatorFunction"] >= 10
+    assert results["lambda"]["ValidatorFunction"]["records_per_invocation"] <= 100
 
 
 def test_sns_deliveries_are_counted_per_subscribed_queue(results):
@@ -94,8 +96,8 @@ def test_costs_add_up_and_the_enqueue_assumption_is_visible(results):
     breakdown = results["cost_breakdown"]
     assert breakdown["total_usd"] == pytest.approx(sum(line["usd"] for line in breakdown["lines"]), abs=0.01)
     assert results["cost_per_million_usd"] == pytest.approx(breakdown["total_usd"], abs=0.001)
-    # Billing the SNS→SQS enqueues adds about $0.40 per fully subscribed queue
-    difference = results["cost_per_million_usd"] - results["cost_per_million_usd_sns_sqs_enqueue_free"]
+    # Billing the SNS→SQS enqueues (the sensitivity) adds about $0.40 per fully subscribed queue
+    difference = results["cost_per_million_usd_sns_sqs_enqueue_billed"] - results["cost_per_million_usd"]
     assert difference == pytest.approx(
         0.40 * sum(results["sns_to_sqs_deliveries_per_1000"].values()) / 1000, rel=0.01
     )
@@ -113,6 +115,20 @@ def test_the_original_design_is_priced_from_the_same_run(results):
     assert results["anchor_over_ours"] == pytest.approx(
         results["anchor_cost_per_million_usd"] / results["cost_per_million_usd"], rel=0.01
     )
+    assert results["anchor_over_ours_sns_sqs_enqueue_billed"] == pytest.approx(
+        results["anchor_cost_per_million_usd"] / results["cost_per_million_usd_sns_sqs_enqueue_billed"],
+        rel=0.01,
+    )
+
+
+def test_the_templates_deploy_without_traces_and_the_tuning_prices_turning_them_on(results):
+    # Tracing defaults to PassThrough: no X-Ray line in the headline
+    assert {values["tracing"] for values in results["lambda"].values()} == {"PassThrough"}
+    assert "X-Ray" not in results["cost_breakdown"]["by_service_usd"]
+    # and turning Active on costs more when every invocation is a trace than when Lambda samples
+    tracing = [option for option in results["tuning"]["options"] if option["area"] == "tracing"]
+    sampled, every = (option["delta_usd_per_million"] for option in tracing)
+    assert 0 < sampled <= every
 
 
 def test_tuning_options_and_prices_are_reported(results):

@@ -74,9 +74,12 @@ def test_validator_reports_batch_item_failures_with_bounded_batches(template):
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert event["Properties"]["BatchSize"] == {"Ref": "BatchSize"}
     assert event["Properties"]["MaximumBatchingWindowInSeconds"] == {"Ref": "MaximumBatchingWindowInSeconds"}
+    # Up to 100 callbacks share an invocation's fixed costs; a one-second window keeps ingest fast,
+    # and batches above 10 need a window of at least one second
     batch_size = template["Parameters"]["BatchSize"]
-    assert (batch_size["Default"], batch_size["MaxValue"]) == (10, 10)
-    assert template["Parameters"]["MaximumBatchingWindowInSeconds"]["Default"] == 1
+    assert (batch_size["Default"], batch_size["MaxValue"]) == (100, 100)
+    window = template["Parameters"]["MaximumBatchingWindowInSeconds"]
+    assert window["Default"] == window["MinValue"] == 1
 
 
 def test_visibility_timeout_covers_six_function_timeouts_plus_the_batching_window(template):

@@ -123,6 +123,20 @@ def test_functions_are_python313_arm64_with_the_shared_layer(template_path: Path
 
 
 @pytest.mark.parametrize("template_path", TEMPLATES, ids=STACK_IDS)
+def test_every_function_traces_as_the_stack_tracing_parameter_says(template_path: Path):
+    # Given a stack's functions and its Tracing parameter
+    template = load_template(template_path)
+    parameter = template["Parameters"]["Tracing"]
+    # Then X-Ray is off by default (the benchmark prices turning it on) and can be turned on per deploy
+    assert parameter["Default"] == "PassThrough"
+    assert set(parameter["AllowedValues"]) == {"Active", "PassThrough"}
+    functions = [v for v in template["Resources"].values() if v["Type"] == "AWS::Serverless::Function"]
+    assert all(
+        _function_settings(template, function).get("Tracing") == {"Ref": "Tracing"} for function in functions
+    )
+
+
+@pytest.mark.parametrize("template_path", TEMPLATES, ids=STACK_IDS)
 def test_sqs_event_sources_report_partial_failures(template_path: Path):
     template = load_template(template_path)
     for logical_id, resource in template["Resources"].items():

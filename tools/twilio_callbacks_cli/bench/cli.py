@@ -19,6 +19,8 @@ from twilio_callbacks_cli.bench.workload import (
 )
 
 DEFAULT_OUTPUT = "bench-results.json"
+# MaximumBatchingWindowInSeconds can be at most 300: no cap at all.
+LAMBDA_MAX_WINDOW_SECONDS = 300.0
 EXIT_INCOMPLETE = 1
 
 
@@ -55,7 +57,11 @@ def parser() -> argparse.ArgumentParser:
         help="deploy with a stack parameter (e.g. SaveStatusCallbackToDynamo.BatchSize=500)",
     )
     options.add_argument(
-        "--max-window", type=float, default=1.0, help="cap on local batching windows in seconds (default 1)"
+        "--max-window",
+        type=float,
+        default=LAMBDA_MAX_WINDOW_SECONDS,
+        help="cap on local batching windows in seconds (default: none, each event source batches as its "
+        "template sets it, as on AWS; `twilio-callbacks local` caps them at 1 s)",
     )
     options.add_argument(
         "--output", type=Path, default=Path(DEFAULT_OUTPUT), help=f"JSON file (default {DEFAULT_OUTPUT})"

@@ -141,9 +141,10 @@ PRICES: Mapping[str, Price] = {
 class Assumptions:
     """The model's choices where a run cannot count and our sources do not settle the price."""
 
-    # SNS charges nothing to deliver to SQS; whether SQS bills that enqueue as a request is not
-    # settled in our sources. True prices every delivery at the SQS request price (conservative).
-    sns_to_sqs_enqueue_billed: bool = True
+    # SNS charges nothing to deliver to SQS, and SQS bills the API requests its users make; the
+    # issue's price table (and its $2 floor) has no line for the enqueue of a delivery. True prices
+    # every delivery at the SQS request price instead: the sensitivity every result also reports.
+    sns_to_sqs_enqueue_billed: bool = False
     # Share of invocations of an Active-tracing function that X-Ray records. Lambda samples the
     # first request each second and 5% of the rest, so below about one invocation per second
     # per function every invocation is a trace: 1.0 is the conservative choice.
@@ -161,8 +162,11 @@ class Assumptions:
         }
 
 
-# The headline's assumptions: SNS→SQS enqueues billed, every traced invocation recorded.
-CONSERVATIVE = Assumptions()
+# The headline's assumptions: the price table as published (SNS→SQS deliveries free), every
+# invocation of an Active-tracing function a trace.
+HEADLINE = Assumptions()
+# The sensitivity: every SNS→SQS delivery also billed as an SQS request.
+ENQUEUE_BILLED = Assumptions(sns_to_sqs_enqueue_billed=True)
 
 # Origins: where a quantity comes from.
 COUNTED = "counted"  # an AWS request the run made, counted by the traffic hook
@@ -247,7 +251,7 @@ def unit_price(line: UsageLine, assumptions: Assumptions, prices: Mapping[str, P
 
 
 def price(
-    lines: Iterable[UsageLine], assumptions: Assumptions = CONSERVATIVE, prices: Mapping[str, Price] = PRICES
+    lines: Iterable[UsageLine], assumptions: Assumptions = HEADLINE, prices: Mapping[str, Price] = PRICES
 ) -> CostBreakdown:
     """Price usage lines: quantity x unit price, each line kept for the breakdown."""
     priced = []
@@ -363,7 +367,7 @@ def invocation_lines(
     memory_mb: int | None = None,
     tracing_active: bool | None = None,
     own_logs: bool = True,
-    assumptions: Assumptions = CONSERVATIVE,
+    assumptions: Assumptions = HEADLINE,
     duration_ms: float | None = None,
 ) -> list[UsageLine]:
     """Requests, GB-seconds, logs and traces of ``invocations`` invocations per million callbacks."""

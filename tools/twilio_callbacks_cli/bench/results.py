@@ -19,8 +19,9 @@ from typing import Any
 
 from twilio_callbacks_cli.bench import cost
 from twilio_callbacks_cli.bench.cost import (
-    CONSERVATIVE,
     COUNTED,
+    ENQUEUE_BILLED,
+    HEADLINE,
     MEASURED,
     MODELLED,
     PER_MILLION,
@@ -87,10 +88,10 @@ class Figures:
     def per_1000(self, count: float) -> float:
         return round(count * 1000 / self.callbacks, 3)
 
-    def priced(self, assumptions: Assumptions = CONSERVATIVE) -> cost.CostBreakdown:
+    def priced(self, assumptions: Assumptions = HEADLINE) -> cost.CostBreakdown:
         return cost.price(self.usage, assumptions)
 
-    def anchor_priced(self, assumptions: Assumptions = CONSERVATIVE) -> cost.CostBreakdown:
+    def anchor_priced(self, assumptions: Assumptions = HEADLINE) -> cost.CostBreakdown:
         return cost.price(self.anchor, assumptions)
 
 
@@ -275,7 +276,7 @@ def access_log_line_bytes(run: BenchRun) -> int:
     return 0
 
 
-def usage_of(run: BenchRun, assumptions: Assumptions = CONSERVATIVE) -> list[UsageLine]:
+def usage_of(run: BenchRun, assumptions: Assumptions = HEADLINE) -> list[UsageLine]:
     """Our design's usage per million callbacks, from what the run counted and measured."""
     callbacks = len(run.workload)
     requests = sum(1 for item in run.sent if item.status is not None)
@@ -352,7 +353,7 @@ def fixed_costs_of(run: BenchRun) -> cost.FixedCosts:
     )
 
 
-def compute(run: BenchRun, assumptions: Assumptions = CONSERVATIVE) -> Figures:
+def compute(run: BenchRun, assumptions: Assumptions = HEADLINE) -> Figures:
     profiles = profiles_of(run)
     return Figures(
         run=run,
@@ -576,19 +577,21 @@ def cpu_scaled_compute_usd(figures: Figures) -> float:
 
 
 def per_million_summary(figures: Figures) -> dict[str, Any]:
-    conservative = figures.priced(Assumptions(sns_to_sqs_enqueue_billed=True))
-    free = figures.priced(Assumptions(sns_to_sqs_enqueue_billed=False))
+    headline = figures.priced(HEADLINE)
+    billed = figures.priced(ENQUEUE_BILLED)
     anchor = figures.anchor_priced()
     cpu_scaled = cpu_scaled_compute_usd(figures)
     measured_compute = sum(
-        line.usd for line in conservative.lines if line.usage.price_key == "lambda.arm64.gb_second"
+        line.usd for line in headline.lines if line.usage.price_key == "lambda.arm64.gb_second"
     )
     return {
-        "cost_per_million_usd": round(conservative.total, 3),
-        "cost_per_million_usd_sns_sqs_enqueue_free": round(free.total, 3),
+        "cost_per_million_usd": round(headline.total, 3),
+        "cost_per_million_usd_sns_sqs_enqueue_billed": round(billed.total, 3),
         "anchor_cost_per_million_usd": round(anchor.total, 3),
-        "anchor_over_ours": round(anchor.total / conservative.total, 2) if conservative.total else None,
-        "anchor_over_ours_sns_sqs_enqueue_free": round(anchor.total / free.total, 2) if free.total else None,
+        "anchor_over_ours": round(anchor.total / headline.total, 2) if headline.total else None,
+        "anchor_over_ours_sns_sqs_enqueue_billed": round(anchor.total / billed.total, 2)
+        if billed.total
+        else None,
         "lambda_compute_measured_usd": round(measured_compute, 4),
         "lambda_compute_cpu_scaled_usd": round(cpu_scaled, 4),
         "per_million_basis": PER_MILLION,

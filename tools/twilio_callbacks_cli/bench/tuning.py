@@ -24,6 +24,8 @@ from twilio_callbacks_cli.bench.workload import current_status_writes
 SQS_RECEIVE_MAX = 10
 FIREHOSE_BUFFER_SECONDS = 900
 ROUTER_WINDOW_SECONDS = 5.0
+# Lambda's Active tracing: the first invocation each second, then this share of the rest.
+XRAY_FIXED_RATE = 0.05
 # The trimmed access log keeps who called what and the outcome.
 TRIMMED_ACCESS_LOG = (
     '{"requestId":"JxYzAbCdIAMEbVw=","ip":"54.172.60.123","route":"POST /twilio-params","status":"200"}'
@@ -38,7 +40,7 @@ class Option:
     area: str
     change: str
     delta_usd: float
-    delta_usd_enqueue_free: float
+    delta_usd_enqueue_billed: float
     latency: str
     note: str = ""
 
@@ -47,7 +49,7 @@ class Option:
             "area": self.area,
             "change": self.change,
             "delta_usd_per_million": round(self.delta_usd, 4),
-            "delta_usd_per_million_enqueue_free": round(self.delta_usd_enqueue_free, 4),
+            "delta_usd_per_million_enqueue_billed": round(self.delta_usd_enqueue_billed, 4),
             "latency": self.latency,
             "note": self.note,
         }
@@ -70,8 +72,8 @@ def _option(
     return Option(
         area,
         change,
-        total(after, True) - total(before, True),
         total(after, False) - total(before, False),
+        total(after, True) - total(before, True),
         latency,
         note,
     )
@@ -280,6 +282,51 @@ def with_sampled_traces(lines: Sequence[UsageLine], fraction: float) -> list[Usa
     return [cost.scaled(line, fraction) if line.price_key == "xray.trace" else line for line in lines]
 
 
+def lambda_sampled_fraction(invocations_per_second: float) -> float:
+    """Share of a function's invocations Lambda's Active tracing records: 1 a second, 5% of the rest."""
+    if invocations_per_second <= 1.0:
+        return 1.0
+    return (1.0 + XRAY_FIXED_RATE * (invocations_per_second - 1.0)) / invocations_per_second
+
+
+def with_traces(figures: Figures, lines: Sequence[UsageLine], rate: float | None = None) -> list[UsageLine]:
+    """Tracing Active on every function: a trace per sampled invocation, an XRAY segment per REPORT line.
+
+    With ``rate`` (callbacks/s) each function's invocations are sampled as Lambda does at that
+    rate; without it every invocation is a trace (true below one invocation a second).
+    """
+    suffix = len(cost.LAMBDA_REPORT_XRAY_SUFFIX.encode("utf-8"))
+    changed = list(lines)
+    for line in lines:
+        if line.price_key != "lambda.request":
+            continue
+        name = line.item.removesuffix(" invocations")
+        per_second = line.quantity * rate / PER_MILLION if rate else 0.0
+        fraction = lambda_sampled_fraction(per_second) if rate else 1.0
+        changed.append(
+            UsageLine(
+                "X-Ray",
+                f"{name} traces (Tracing: Active)",
+                line.quantity * fraction,
+                "xray.trace",
+                MODELLED,
+                line.component,
+            )
+        )
+        logs = [log for log in changed if log.item == f"{name} logs"]
+        changed.append(
+            UsageLine(
+                "CloudWatch Logs",
+                f"{name} logs (XRAY segment of REPORT)",
+                line.quantity * suffix / cost.BYTES_PER_GB,
+                "logs.ingest_gb",
+                MODELLED,
+                logs[0].component if logs else line.component,
+            )
+        )
+    return changed
+
+
 def info_log_bytes_per_million(figures: Figures) -> float:
     """What the handlers' INFO lines add, per million callbacks (their events' overhead included)."""
     info = sum(
@@ -342,18 +389,21 @@ def _batching_options(figures: Figures, consumers: dict[str, Consumer], rate: fl
     if "WriterFunction" in consumers:
         writer = consumers["WriterFunction"]
         now = records_per_batch(writer, rate)
-        for size, window in ((writer.batch_size, 5.0), (1000, 20.0)):
+        for size, window in ((100, 1.0), (1000, 1.0), (1000, 5.0), (1000, 20.0)):
+            if (size, window) == (writer.batch_size, writer.window):
+                continue
             after = records_per_batch(writer, rate, size, window)
             later = min(window, size / rate) - min(writer.window, now / rate)
             found.append(
                 _option(
                     "batching",
-                    f"status writer BatchSize {writer.batch_size}→{size}, window "
-                    f"{writer.window:g}→{window:g} s "
-                    f"({now:.0f}→{after:.0f} records per batch)",
+                    "status writer "
+                    + (f"BatchSize {writer.batch_size}→{size}, " if size != writer.batch_size else "")
+                    + f"window {writer.window:g}→{window:g} s ({now:.0f}→{after:.0f} records per batch)",
                     status_component(figures, writer, now),
                     status_component(figures, writer, after),
-                    latency=f"DynamoDB lands up to {_seconds(later)} later",
+                    latency=f"DynamoDB lands up to {_seconds(abs(later))} "
+                    f"{'later' if later >= 0 else 'sooner'}",
                     note="most of it is the in-batch collapse of current-status writes (see "
                     "current_status_collapse)",
                 )
@@ -361,16 +411,18 @@ def _batching_options(figures: Figures, consumers: dict[str, Consumer], rate: fl
     if "RouterFunction" in consumers:
         router = consumers["RouterFunction"]
         now = records_per_batch(router, rate)
-        after = records_per_batch(router, rate, router.batch_size, ROUTER_WINDOW_SECONDS)
+        window = 0.0 if router.window else ROUTER_WINDOW_SECONDS
+        after = records_per_batch(router, rate, router.batch_size, window)
         found.append(
             _option(
                 "batching",
-                f"error router window {router.window:g}→{ROUTER_WINDOW_SECONDS:g} s "
+                f"error router window {router.window:g}→{window:g} s "
                 f"({now:.1f}→{after:.1f} records "
                 f"per batch at this run's {router.share:.1%} error callbacks)",
                 consumer_lines(figures, router, now),
                 consumer_lines(figures, router, after),
-                latency=f"error events, flags and alerts up to {ROUTER_WINDOW_SECONDS:g} s later",
+                latency=f"error events, flags and alerts up to {abs(window - router.window):g} s "
+                f"{'later' if window > router.window else 'sooner'}",
             )
         )
     return found
@@ -420,10 +472,32 @@ def options(figures: Figures, rate: float) -> list[Option]:
                 "tracing",
                 "Tracing: Active at high volume (Lambda samples 1 request/s + 5% of the rest)",
                 base,
-                with_sampled_traces(base, 0.05),
+                with_sampled_traces(base, XRAY_FIXED_RATE),
                 latency="none",
                 note="the floor of Active's cost; the run prices every invocation as a trace "
                 "(true below ~1/s)",
+            ),
+        ]
+    else:
+        found += [
+            _option(
+                "tracing",
+                "Tracing: PassThrough→Active on every function, sampled as Lambda does at "
+                f"{rate:g} callbacks/s",
+                base,
+                with_traces(figures, base, rate),
+                latency="none",
+                note="1 invocation a second per function and 5% of the rest are traces; busier traffic "
+                "costs less per callback",
+            ),
+            _option(
+                "tracing",
+                "Tracing: PassThrough→Active, every invocation a trace (quiet traffic)",
+                base,
+                with_traces(figures, base),
+                latency="none",
+                note="the ceiling of Active's cost: below ~1 invocation a second per function Lambda "
+                "traces them all",
             ),
         ]
     found.append(
@@ -523,7 +597,11 @@ def firehose_break_even(figures: Figures, rate: float) -> dict[str, object]:
 
 
 def recommended(figures: Figures, rate: float) -> tuple[list[dict[str, object]], list[UsageLine]]:
-    """The worthwhile changes applied one after another: the running total after each, and the result."""
+    """Worthwhile changes the run's settings leave, applied one after another; the running totals.
+
+    Only changes that keep every contract: deriving the current status at read time (no
+    CURRENT item) is priced among the options, not applied here.
+    """
     consumers = consumers_of(figures)
     steps: list[dict[str, object]] = []
     lines = list(figures.usage)
@@ -534,8 +612,8 @@ def recommended(figures: Figures, rate: float) -> tuple[list[dict[str, object]],
         steps.append(
             {
                 "step": name,
-                "cost_per_million_usd": round(total(lines, True), 3),
-                "cost_per_million_usd_enqueue_free": round(total(lines, False), 3),
+                "cost_per_million_usd": round(total(lines, False), 3),
+                "cost_per_million_usd_enqueue_billed": round(total(lines, True), 3),
                 "latency": latency,
             }
         )
@@ -547,15 +625,17 @@ def recommended(figures: Figures, rate: float) -> tuple[list[dict[str, object]],
             sample.records for sample in figures.run.snapshot.samples["ArchiverFunction"]
         )
         aws = records_per_batch(archive, rate)
-        before = archive_component(figures, archive, local, rate=rate)
-        after = archive_component(figures, archive, aws, rate=rate)
-        step(
-            "archive batches as on AWS (no change: the template's 60 s window)",
-            adjusted(lines, before, after),
-            f"S3 up to {_seconds(min(archive.window, aws / rate))}",
-        )
-    step("Tracing: PassThrough on every function", without_traces(figures, lines), "none")
-    if "RouterFunction" in consumers:
+        if aws > local * 1.05:
+            before = archive_component(figures, archive, local, rate=rate)
+            after = archive_component(figures, archive, aws, rate=rate)
+            step(
+                f"archive batches as on AWS (no change: the template's {archive.window:g} s window)",
+                adjusted(lines, before, after),
+                f"S3 up to {_seconds(min(archive.window, aws / rate))}",
+            )
+    if any(line.price_key == "xray.trace" for line in lines):
+        step("Tracing: PassThrough on every function", without_traces(figures, lines), "none")
+    if "RouterFunction" in consumers and consumers["RouterFunction"].window < ROUTER_WINDOW_SECONDS:
         router = consumers["RouterFunction"]
         now = records_per_batch(router, rate)
         after_records = records_per_batch(router, rate, router.batch_size, ROUTER_WINDOW_SECONDS)
@@ -566,13 +646,8 @@ def recommended(figures: Figures, rate: float) -> tuple[list[dict[str, object]],
             adjusted(lines, before, after),
             f"errors up to {ROUTER_WINDOW_SECONDS:g} s later",
         )
-    step(
-        "current status derived at read time (no CURRENT item)",
-        without_current_status(figures, lines),
-        "none",
-    )
     step("POWERTOOLS_LOG_LEVEL=WARNING", without_info_logs(figures, lines), "none")
-    if figures.access_log_bytes:
+    if figures.access_log_bytes > len(TRIMMED_ACCESS_LOG.encode("utf-8")) * 1.2:
         step("API access log trimmed", with_trimmed_access_log(figures, lines), "none")
     return steps, lines
 
@@ -633,8 +708,8 @@ def quiet_traffic(
     return {
         "rate_callbacks_per_second": quiet_rate,
         "callbacks_per_month": round(quiet_rate * cost.SECONDS_PER_MONTH),
-        "cost_per_million_usd": round(total(quiet, True), 3),
-        "cost_per_million_usd_enqueue_free": round(total(quiet, False), 3),
+        "cost_per_million_usd": round(total(quiet, False), 3),
+        "cost_per_million_usd_enqueue_billed": round(total(quiet, True), 3),
         "note": "below a few callbacks per second batches hold one or two records: each message costs "
         "its own receive, delete, invocation, trace and log lines on every consumer, and the "
         "validator one PublishBatch per callback",
