@@ -1,29 +1,28 @@
-"""Known gap: a custom query value can rewrite the request data API Gateway forwards.
+"""A custom query value can rewrite the request data API Gateway forwards; the validator refuses it.
 
 api.yaml builds the SQS MessageAttributes by substituting header and query
 values into a JSON template, unescaped. A value holding ``"`` and ``}`` can
 close its own attribute and add keys; the declared query parameters come
 last in the template, so keys injected through them replace ``Domain`` and
 ``Path`` (JSON parsers keep the last duplicate key, as Python's does). The
-validator then checks the signature against a URL the attacker chose.
+validator must not then check the signature against a URL the attacker
+chose: it admits only the API's own domain and declared routes, as the
+handler configures it from ``API_DOMAIN`` and ``CALLBACK_PATHS``.
 
-These tests state the behaviour the pipeline must have and are marked
-``xfail(strict=True)`` until it does: when a fix lands they pass, strict
-xfail turns that into a failure, and the marker must be removed. They run
-the real mapping from api.yaml (``tests.support.api_gateway``) and the real
-validator, without ``PublicBaseUrl`` (the template's default), so the
-validator rebuilds URLs from the forwarded ``Domain``.
+These tests run the real mapping from api.yaml (``tests.support.api_gateway``)
+and the real validator, without ``PublicBaseUrl`` (the template's default),
+so the validator rebuilds URLs from the forwarded ``Domain``.
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from status_callbacks.record import CallbackRecord
 from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Rejection, validate_callback
+from status_callbacks.validation import Destination, Rejection, RejectionReason, validate_callback
 from tests.support.api_gateway import API_BASE_URL, forward
 from tests.support.signing import (
     SIGNATURE_HEADER,
@@ -37,10 +36,8 @@ pytestmark = pytest.mark.fuzz
 
 TOKEN = "injection-auth-token-not-a-secret"
 RECEIVED_AT = 1_767_225_600_000
-GAP = (
-    "api.yaml substitutes query values into the MessageAttributes JSON unescaped, so a query value can "
-    "replace Domain/Path; the validator trusts them (see tests/reliability/README-section.md, findings)"
-)
+# As the template configures the validator: the API's domain and api.yaml's routes.
+DESTINATION = Destination.of(urlsplit(API_BASE_URL).netloc, "/twilio,/twilio-params")
 
 
 def attribute_injection(**attributes: str) -> str:
@@ -62,10 +59,11 @@ def posted_with_id(request: TwilioRequest, id_value: str) -> TwilioRequest:
 
 def validate(request: TwilioRequest) -> CallbackRecord | Rejection:
     message = forward(request)
-    return validate_callback(message.body, message.attributes, AuthTokens(primary=TOKEN), RECEIVED_AT)
+    return validate_callback(
+        message.body, message.attributes, AuthTokens(primary=TOKEN), RECEIVED_AT, destination=DESTINATION
+    )
 
 
-@pytest.mark.xfail(strict=True, reason=GAP)
 def test_a_request_signed_for_another_url_cannot_be_replayed_by_injecting_domain_and_path() -> None:
     # Given a request Twilio really signed, but for another webhook of the same account
     params = message_status_params("received")
@@ -73,11 +71,12 @@ def test_a_request_signed_for_another_url_cannot_be_replayed_by_injecting_domain
     # When someone posts it to this API with a query value that rewrites Domain and Path
     hostile = posted_with_id(elsewhere, attribute_injection(Domain="other.example.com", Path="/sms"))
 
-    # Then it is rejected: this API never received it from Twilio
-    assert isinstance(validate(hostile), Rejection)
+    # Then it is rejected as sent elsewhere: this API never received it from Twilio
+    outcome = validate(hostile)
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason is RejectionReason.UNKNOWN_DESTINATION
 
 
-@pytest.mark.xfail(strict=True, reason=GAP)
 def test_an_injected_domain_the_url_parser_refuses_is_rejected_not_retried() -> None:
     # Given a hostile request whose query value rewrites Domain to a host with an invalid port
     request = TwilioRequest(
@@ -89,3 +88,36 @@ def test_an_injected_domain_the_url_parser_refuses_is_rejected_not_retried() -> 
 
     # Then the validator rejects it (a ValueError here makes the handler retry it into the DLQ)
     assert isinstance(validate(hostile), Rejection)
+
+
+def test_a_genuine_callback_with_awkward_custom_values_still_validates() -> None:
+    # Given a genuine callback on /twilio-params with reserved characters in its custom values
+    url = (
+        f"{API_BASE_URL}/twilio-params?id={quote('order 42 & co', safe='')}&category={quote('a=b', safe='')}"
+    )
+    request = signed_callback(url, message_status_params(), TOKEN)
+
+    # Then the destination check admits it and it validates with its values intact
+    record = validate(request)
+    assert isinstance(record, CallbackRecord)
+    assert record.custom == {"id": "order 42 & co", "category": "a=b"}
+
+
+def test_a_route_the_api_does_not_declare_is_refused_even_with_a_public_base_url() -> None:
+    # Given a request Twilio signed for https://hooks.example.com/sms (another webhook behind the same proxy)
+    params = message_status_params("received")
+    elsewhere = signed_callback("https://hooks.example.com/sms", params, TOKEN)
+    # When a query value rewrites the forwarded Path to /sms, and the deployment sets PublicBaseUrl
+    message = forward(posted_with_id(elsewhere, attribute_injection(Path="/sms")))
+    outcome = validate_callback(
+        message.body,
+        message.attributes,
+        AuthTokens(primary=TOKEN),
+        RECEIVED_AT,
+        public_base_url="https://hooks.example.com",
+        destination=DESTINATION,
+    )
+
+    # Then it is refused: /sms is not a route of this API
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason is RejectionReason.UNKNOWN_DESTINATION

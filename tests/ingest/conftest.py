@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,10 +24,23 @@ from moto import mock_aws
 from status_callbacks.delivery import record_from_body
 from status_callbacks.observability import logger
 from status_callbacks.record import CallbackRecord
+from status_callbacks.validation import Destination
 from tests.support import api_gateway
 from tests.support.signing import TEST_AUTH_TOKEN, TwilioRequest
+from twilio_callbacks_cli.cfn import load_template
 
 SECRET_NAME = "TwilioStatusCallbackHandler"
+TEMPLATE = Path(__file__).resolve().parents[2] / "aws_stacks" / "StatusCallbackHandler" / "template.yaml"
+
+
+def template_callback_paths() -> str:
+    """The validator's CALLBACK_PATHS exactly as the template sets it."""
+    environment = load_template(TEMPLATE)["Resources"]["ValidatorFunction"]["Properties"]["Environment"]
+    return str(environment["Variables"]["CALLBACK_PATHS"])
+
+
+# Configured as the template configures the deployed validator (the API's domain, api.yaml's routes).
+DESTINATION = Destination.of(api_gateway.API_DOMAIN, template_callback_paths())
 
 
 @dataclass
@@ -64,6 +78,7 @@ class IngestStack:
                 topic_arn=self.topic_arn,
                 auth_token_secret_name=SECRET_NAME,
                 public_base_url=self.public_base_url,
+                destination=DESTINATION,
             ),
             sns=self.sns,
             secrets=SecretsProvider(boto3_client=self.secretsmanager),

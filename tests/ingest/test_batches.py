@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from status_callbacks.publishing import MAX_BYTES_PER_CALL, request_entry_size
 from tests.support.api_gateway import API_BASE_URL
@@ -178,6 +179,29 @@ def test_large_callbacks_are_split_to_respect_the_256_kib_call_limit(ingest_stac
     assert all(size <= MAX_BYTES_PER_CALL for size in sizes)
     assert len(sns_calls) == len(sizes) == 3
     assert sorted(r.sid for r in ingest_stack.published()) == sorted(sid(n) for n in range(10))
+
+
+def test_a_callback_forwarded_for_another_domain_and_route_is_refused_and_counted(ingest_stack, capsys):
+    # Given a genuine callback Twilio signed for another webhook of the account
+    elsewhere = signed_callback("https://other.example.com/sms", message_status_params(MessageSid=sid(1)))
+    # posted to this API with a query value that rewrites the forwarded Domain and Path to that webhook's
+    injected = (
+        '"},"Domain":{"DataType":"String","StringValue":"=other.example.com"},'
+        '"Path":{"DataType":"String","StringValue":"=/sms'
+    )
+    rewritten = TwilioRequest(
+        url=f"{API_BASE_URL}/twilio-params?id={quote(injected, safe='')}",
+        body=elsewhere.body,
+        headers=elsewhere.headers,
+    )
+    genuine = signed_callback(CALLBACK_URL, message_status_params(MessageSid=sid(2)))
+    capsys.readouterr()
+    # When it is handled with a genuine callback
+    ingest_stack.deliver([rewritten, genuine])
+    # Then only the genuine callback is published, and the other is counted as UnknownDestination
+    assert [record.sid for record in ingest_stack.published()] == [sid(2)]
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert emf["CallbacksRejectedUnknownDestination"] == [1.0]
 
 
 def test_metrics_count_published_rejected_per_reason_and_failures(ingest_stack, capsys):

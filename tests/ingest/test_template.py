@@ -141,6 +141,8 @@ def test_secret_is_read_at_run_time_never_put_in_the_environment(template):
     assert set(variables) == {
         "AUTH_TOKEN_SECRET_NAME",
         "PUBLIC_BASE_URL",
+        "API_DOMAIN",
+        "CALLBACK_PATHS",
         "TOPIC_ARN",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
@@ -238,6 +240,7 @@ def test_alarm_metric_names_are_the_ones_the_validator_emits(template):
     assert custom_metrics("SignatureRejectionsAlarm") == {
         validator_handler.rejection_metric(RejectionReason.INVALID_SIGNATURE),
         validator_handler.rejection_metric(RejectionReason.MISSING_SIGNATURE),
+        validator_handler.rejection_metric(RejectionReason.UNKNOWN_DESTINATION),
     }
     assert custom_metrics("ValidatorErrorsAlarm") == {
         validator_handler.PUBLISH_FAILURES_METRIC,
@@ -258,3 +261,14 @@ def test_every_resource_has_a_why_comment_above_it():
     for index in range(start + 1, end):
         if re.match(r"^  [A-Za-z0-9]+:\s*$", lines[index]):
             assert lines[index - 1].startswith("  # "), f"no comment above {lines[index].strip()}"
+
+
+def test_validator_admits_only_this_api_domain_and_the_routes_api_yaml_declares(template):
+    # Given the validator's environment and the routes api.yaml declares
+    variables = template["Resources"]["ValidatorFunction"]["Properties"]["Environment"]["Variables"]
+    declared = set(load_template(TEMPLATE_PATH.parent / "api.yaml")["paths"])
+    # Then its CALLBACK_PATHS are exactly those routes and API_DOMAIN is the HTTP API's own host
+    assert set(variables["CALLBACK_PATHS"].split(",")) == declared == {"/twilio", "/twilio-params"}
+    assert variables["API_DOMAIN"] == {
+        "Fn::Sub": "${CallbackApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    }

@@ -29,7 +29,7 @@ from status_callbacks.observability import logger, metrics, tracer
 from status_callbacks.publishing import PublishEntry, merge_duplicates, plan_publish_calls
 from status_callbacks.record import CallbackRecord
 from status_callbacks.tokens import DEFAULT_CACHE_SECONDS, AuthTokens, load_auth_tokens
-from status_callbacks.validation import Rejection, RejectionReason, validate_callback
+from status_callbacks.validation import Destination, Rejection, RejectionReason, validate_callback
 
 # Metric names (namespace and service come from POWERTOOLS_*); the template's alarms use them.
 PUBLISHED_METRIC = "CallbacksPublished"
@@ -56,6 +56,8 @@ class Settings:
     auth_token_secret_name: str
     public_base_url: str | None = None
     token_cache_seconds: int = DEFAULT_CACHE_SECONDS
+    # The API's own domain and declared routes: a request forwarded for anything else is refused.
+    destination: Destination = field(default_factory=Destination)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -64,6 +66,7 @@ class Settings:
             auth_token_secret_name=env["AUTH_TOKEN_SECRET_NAME"],
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             token_cache_seconds=int(env.get("AUTH_TOKEN_CACHE_SECONDS") or DEFAULT_CACHE_SECONDS),
+            destination=Destination.of(env.get("API_DOMAIN", ""), env.get("CALLBACK_PATHS", "")),
         )
 
 
@@ -156,6 +159,7 @@ def ingest_batch(messages: list[SQSRecord], deps: Dependencies) -> BatchOutcome:
                 tokens,
                 received_at=_received_at(message),
                 public_base_url=deps.settings.public_base_url,
+                destination=deps.settings.destination,
             )
         except Exception as error:
             # A bug, not bad input (that is a Rejection): retry this message, keep the others moving.

@@ -32,6 +32,35 @@ class RejectionReason(StrEnum):
     MALFORMED_BODY = "MalformedBody"
     MISSING_ROUTE_DATA = "MissingRouteData"
     OVERSIZED = "Oversized"
+    UNKNOWN_DESTINATION = "UnknownDestination"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a genuine callback can have been sent: this API's own domain and its declared routes.
+
+    API Gateway writes the forwarded ``Domain`` and ``Path`` into a JSON template
+    next to query values it does not escape, so a crafted query value can
+    replace them. A request that names any other destination is refused before
+    its signature is checked: a callback Twilio signed for another webhook of
+    the same account must not validate here. An empty set checks nothing.
+    """
+
+    domains: frozenset[str] = frozenset()
+    paths: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, domains: str = "", paths: str = "") -> Destination:
+        """From comma-separated lists (the validator's environment); domains compare case-insensitively."""
+        return cls(
+            frozenset(domain.strip().lower() for domain in domains.split(",") if domain.strip()),
+            frozenset(path.strip() for path in paths.split(",") if path.strip()),
+        )
+
+    def admits(self, domain: str, path: str, *, check_domain: bool = True) -> bool:
+        if self.paths and path not in self.paths:
+            return False
+        return not (check_domain and self.domains and domain.lower() not in self.domains)
 
 
 @dataclass(frozen=True)
@@ -48,12 +77,21 @@ def validate_callback(
     tokens: AuthTokens,
     received_at: int,
     public_base_url: str | None = None,
+    *,
+    destination: Destination | None = None,
 ) -> CallbackRecord | Rejection:
-    """Check one forwarded request's signature and normalise it into a record."""
+    """Check one forwarded request's signature and normalise it into a record.
+
+    With ``destination``, a request forwarded for another route, or (unless
+    ``public_base_url`` replaces the forwarded domain) another domain, is
+    refused as ``UnknownDestination``.
+    """
     try:
         request = parse_forwarded_request(body, attributes)
     except ForwardedRequestError:
         return Rejection(RejectionReason.MISSING_ROUTE_DATA)
+    if destination and not destination.admits(request.domain, request.path, check_domain=not public_base_url):
+        return Rejection(RejectionReason.UNKNOWN_DESTINATION, request.source_ip)
     if len(request.body.encode("utf-8", errors="surrogatepass")) > MAX_RECORD_PAYLOAD_BYTES:
         return Rejection(RejectionReason.OVERSIZED, request.source_ip)
     if not request.signature:
