@@ -23,3 +23,11 @@ for _name, _value in _TEST_ENV.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
+
+# Hypothesis: random examples on a developer's machine (new inputs on every run); the same examples
+# on every CI run, so a CI result depends on the change, not on the draw.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402 - after the environment is fixed
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")

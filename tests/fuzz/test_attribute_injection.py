@@ -121,3 +121,20 @@ def test_a_route_the_api_does_not_declare_is_refused_even_with_a_public_base_url
     # Then it is refused: /sms is not a route of this API
     assert isinstance(outcome, Rejection)
     assert outcome.reason is RejectionReason.UNKNOWN_DESTINATION
+
+
+def test_a_custom_value_holding_a_json_escape_is_altered_by_the_mapping_and_rejected_not_retried() -> None:
+    # Given a genuine callback whose StatusCallback URL carries id=a\/b (percent-encoded, as Twilio sends it)
+    value = "a\\/b"
+    url = f"{API_BASE_URL}/twilio-params?id={quote(value, safe='')}&category=x"
+    request = signed_callback(url, message_status_params(), TOKEN)
+
+    # When API Gateway forwards it: its JSON template reads the backslash as an escape
+    forwarded = forward(request).attributes["Query.1.id"]["StringValue"]
+    assert forwarded == "=a/b"
+
+    # Then the validator cannot rebuild the signed URL: a final, counted rejection (a platform
+    # limit documented in the README), never a crash or a retry
+    outcome = validate(request)
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason is RejectionReason.INVALID_SIGNATURE

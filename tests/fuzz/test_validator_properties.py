@@ -157,11 +157,9 @@ def test_any_message_attributes_give_a_request_or_a_missing_route_data_error(
     assert isinstance(request, ForwardedRequest)
     assert request.domain and request.path.startswith("/")
     assert request.body == (body or "")
-    # Declared parameters come back in their declared order, whatever order the attributes had
-    positions = sorted(
-        int(name.split(".")[1]) for name in attributes if isinstance(name, str) and name.startswith("Query.")
-    )
-    assert len(request.query) <= len(positions)
+    # At most one query parameter per forwarded Query.<position>.<name> attribute
+    declared = [name for name in attributes if isinstance(name, str) and name.startswith("Query.")]
+    assert len(request.query) <= len(declared)
 
 
 # --- candidate_urls ------------------------------------------------------------------------------------
@@ -189,10 +187,11 @@ def test_candidates_are_unique_bounded_and_include_standard_percent_encoding(
     assert len(urls) == len(set(urls)) <= MAX_CANDIDATES
     base = public_base_url or f"https://{domain}"
     # Twilio signs the URL as written: RFC 3986 percent-encoding of every reserved character,
-    # or the same URL with empty parameters left out
+    # with an empty parameter written as "name=" or left out (API Gateway forwards both alike)
     written = "&".join(f"{name}={quote(value, safe='')}" for name, value in query)
     without_empty = "&".join(f"{name}={quote(value, safe='')}" for name, value in query if value)
-    assert f"{base}{path}?{written}" in urls or f"{base}{path}?{without_empty}".rstrip("?") in urls
+    assert f"{base}{path}?{written}" in urls
+    assert (f"{base}{path}?{without_empty}" if without_empty else f"{base}{path}") in urls
 
 
 @FUZZ
@@ -215,8 +214,8 @@ def test_candidates_include_form_encoding_with_plus_for_spaces(
 
 
 @FUZZ
-@given(domains, st.lists(st.just("+ +"), min_size=1, max_size=3), st.integers(min_value=9, max_value=200))
-def test_many_ambiguous_pluses_cannot_blow_up_the_candidates(domain: str, _: list[str], pluses: int) -> None:
+@given(domains, st.integers(min_value=9, max_value=200))
+def test_many_ambiguous_pluses_cannot_blow_up_the_candidates(domain: str, pluses: int) -> None:
     query = (("id", "+" * pluses), ("category", " +" * pluses))
 
     assert len(candidate_urls(domain, "/twilio-params", query)) <= MAX_CANDIDATES
@@ -237,8 +236,9 @@ def signed_message(
 
 
 _messages = st.builds(
-    lambda status, extra: message_status_params(status, **extra),
+    lambda status, extra: {**message_status_params(status), **extra},
     st.sampled_from(["queued", "sent", "delivered", "undelivered", "failed"]),
+    # Extra form parameters; one may even be named like a Twilio parameter and replace it.
     st.dictionaries(param_names, text, max_size=3),
 )
 

@@ -72,7 +72,9 @@ def encode_records(records: Iterable[CallbackRecord]) -> bytes:
 def decode_records(body: bytes) -> list[dict[str, Any]]:
     """Read an archived object back into record dicts (for tests, tools and replays)."""
     text = gzip.decompress(body).decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line]
+    # NDJSON lines end at "\n" only: a record may hold U+2028, U+2029 or U+0085 unescaped, which
+    # str.splitlines() would also break at.
+    return [json.loads(line) for line in text.split("\n") if line]
 
 
 @dataclass(frozen=True)

@@ -411,7 +411,9 @@ def verify_sinks(pipeline: LocalPipeline, workload: Workload, sample: int = 25) 
         for entry in page.get("Contents", []):
             objects += 1
             body = gzip.decompress(s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read())
-            for line in body.decode("utf-8").splitlines():
+            for line in body.decode("utf-8").split("\n"):
+                if not line:
+                    continue
                 record = json.loads(line)
                 records += 1
                 archived.add((str(record.get("sid")), str(record.get("status"))))
