@@ -218,12 +218,10 @@ def test_percentile_is_nearest_rank():
 def test_template_facts_come_from_the_stacks():
     # Given the four stacks' templates
     facts = all_stack_facts(REPO / "aws_stacks")
-    # Then every function has a tracing mode and memory, the consumer queues are SNS subscriptions,
-    # the status table's error index is known, and the access log renders without placeholders
+    # Then the consumer queues are SNS subscriptions, the status table's error index is known, and
+    # the access log renders without placeholders (each function's memory and tracing mode come
+    # from the deployment: tests/local/test_local_provision.py)
     assert len(facts) == 4
-    for stack in facts.values():
-        assert set(stack.tracing) == set(stack.memory)
-        assert all(mode in ("Active", "PassThrough") for mode in stack.tracing.values())
     subscribed = {queue for stack in facts.values() for queue in stack.subscribed_queues}
     assert {"ArchiveQueue", "StatusQueue", "ErrorQueue"} <= subscribed
     status = facts["SaveStatusCallbackToDynamo"].tables["StatusTable"]
@@ -232,18 +230,3 @@ def test_template_facts_come_from_the_stacks():
     assert log_format is not None
     line = render_access_log(log_format)
     assert "$context" not in line and "requestId" in line
-
-
-def test_tracing_comes_from_the_stack_parameter_and_its_overrides():
-    # Given the templates as deployed by default
-    default = all_stack_facts(REPO / "aws_stacks")
-    # When the ingest stack is deployed with Tracing=Active (the others keep their default)
-    overridden = all_stack_facts(REPO / "aws_stacks", {"StatusCallbackHandler.Tracing": "Active"})
-
-    # Then every function follows its stack's Tracing parameter: PassThrough unless overridden
-    assert {mode for stack in default.values() for mode in stack.tracing.values()} == {"PassThrough"}
-    assert overridden["StatusCallbackHandler"].tracing["ValidatorFunction"] == "Active"
-    assert set(overridden["SaveStatusCallbackToS3"].tracing.values()) == {"PassThrough"}
-    # and an override without a stack prefix reaches every stack
-    everywhere = all_stack_facts(REPO / "aws_stacks", {"Tracing": "Active"})
-    assert {mode for stack in everywhere.values() for mode in stack.tracing.values()} == {"Active"}

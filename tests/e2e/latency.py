@@ -14,23 +14,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import requests
 
 from tests.support.signing import SIGNATURE_HEADER, TO_NUMBER, form_body, message_status_params, sign
 from twilio_callbacks_cli.local import LocalPipeline
+from twilio_callbacks_cli.local.aws import Clients
 
 DEADLINE_SECONDS = 30.0
 
 
 def _client(pipeline: LocalPipeline, service: str) -> Any:
-    return boto3.client(
-        service,  # type: ignore[call-overload]
-        endpoint_url=pipeline.endpoint_url,
-        region_name=pipeline.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return Clients(pipeline.endpoint_url, pipeline.region).client(service)
 
 
 def _probes(

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import boto3
 import pytest
 import requests
 
@@ -33,6 +32,7 @@ from tests.support.signing import (
     sign,
 )
 from twilio_callbacks_cli.local import LocalPipeline
+from twilio_callbacks_cli.local.aws import Clients
 
 pytestmark = pytest.mark.e2e
 
@@ -89,16 +89,7 @@ def post_signed(url: str, params: Mapping[str, str], token: str) -> int:
 
 @pytest.fixture(scope="module")
 def aws(pipeline: LocalPipeline) -> Callable[[str], Any]:
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=pipeline.endpoint_url,
-            region_name=pipeline.region,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-
-    return client
+    return Clients(pipeline.endpoint_url, pipeline.region).client
 
 
 @pytest.fixture(scope="module")

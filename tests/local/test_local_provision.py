@@ -327,6 +327,49 @@ def test_a_new_rule_in_the_error_template_shows_up_without_runner_changes(
     }
 
 
+STACKS = (
+    "StatusCallbackHandler",
+    "SaveStatusCallbackToS3",
+    "SaveStatusCallbackToDynamo",
+    "CheckForStatusCallbackErrors",
+)
+
+
+def tracing_of(deployment: Deployment) -> dict[str, set[str]]:
+    modes: dict[str, set[str]] = {}
+    for function in deployment.functions:
+        modes.setdefault(function.stack, set()).add(function.tracing)
+    return modes
+
+
+def test_the_real_stacks_deploy_every_function_with_memory_and_the_tracing_parameter_default(
+    clients: Clients,
+) -> None:
+    # Given the four stacks as committed, deployed with their parameter defaults
+    deployment = deploy(clients, *(REPO / "aws_stacks" / name for name in STACKS))
+
+    # Then every function has a tracing mode and memory, and X-Ray is off (Tracing defaults to PassThrough)
+    assert {function.stack for function in deployment.functions} == set(STACKS)
+    assert all(function.memory_size >= 128 for function in deployment.functions)
+    assert all(function.tracing in ("Active", "PassThrough") for function in deployment.functions)
+    assert {mode for modes in tracing_of(deployment).values() for mode in modes} == {"PassThrough"}
+
+
+def test_a_tracing_override_reaches_every_function(clients: Clients) -> None:
+    # Given the four stacks deployed with Tracing=Active
+    provisioner = Provisioner(
+        clients,
+        region=REGION,
+        account_id="123456789012",
+        api_base_url="http://127.0.0.1:3000",
+        parameter_overrides={"Tracing": "Active"},
+    )
+    deployment = provisioner.deploy([load_stack(REPO / "aws_stacks" / name, REGION) for name in STACKS])
+
+    # Then an override without a stack prefix reaches every stack's functions
+    assert {mode for modes in tracing_of(deployment).values() for mode in modes} == {"Active"}
+
+
 def test_stack_order_rejects_import_cycles(tmp_path: Path) -> None:
     first = load_stack(write_stack(tmp_path, "Producer", PRODUCER), REGION)
     second = load_stack(write_stack(tmp_path, "Consumer", CONSUMER), REGION)

@@ -87,3 +87,22 @@ def test_a_taken_aws_port_is_reported_instead_of_hanging(capsys: pytest.CaptureF
 
     assert code == 1
     assert f"127.0.0.1:{port} is not available" in capsys.readouterr().err
+
+
+def test_a_stack_prefixed_override_reaches_only_that_stack() -> None:
+    # Given the pipeline started with StatusCallbackHandler.Tracing=Active
+    with LocalPipeline(
+        aws_port=0,
+        http_port=0,
+        token="override-test-token",
+        parameter_overrides={"StatusCallbackHandler.Tracing": "Active"},
+    ) as pipeline:
+        deployment = pipeline.deployment
+        assert deployment is not None
+        tracing = {function.logical_id: function.tracing for function in deployment.functions}
+
+    # Then the ingest stack's validator traces, and the other stacks keep their PassThrough default
+    assert tracing["ValidatorFunction"] == "Active"
+    assert {
+        tracing[name] for name in ("ArchiverFunction", "WriterFunction", "RouterFunction", "FlaggerFunction")
+    } == {"PassThrough"}

@@ -242,11 +242,17 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _param(text: str) -> tuple[str, str]:
+def name_value(text: str) -> tuple[str, str]:
+    """An argparse type for NAME=VALUE options (the value may hold anything, "=" included)."""
     name, separator, value = text.partition("=")
     if not separator or not name:
         raise argparse.ArgumentTypeError("expected NAME=VALUE")
     return name, value
+
+
+def _fraction_flag(group: Any, flag: str, help_text: str) -> None:
+    """An option taking a fraction of callbacks: 0 when absent, all when given without a value."""
+    group.add_argument(flag, type=_fraction, nargs="?", const=1.0, default=0.0, metavar="F", help=help_text)
 
 
 def _positive(text: str) -> int:
@@ -314,23 +320,13 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
         metavar="CODE",
         help=f"error code(s) to use (repeatable; default {', '.join(KNOWN_ERROR_CODES)})",
     )
-    scenario.add_argument(
-        "--out-of-order",
-        type=_fraction,
-        nargs="?",
-        const=1.0,
-        default=0.0,
-        metavar="F",
-        help="fraction of lifecycles whose callbacks arrive shuffled (flag alone: all)",
+    _fraction_flag(
+        scenario, "--out-of-order", "fraction of lifecycles whose callbacks arrive shuffled (flag alone: all)"
     )
-    scenario.add_argument(
+    _fraction_flag(
+        scenario,
         "--duplicates",
-        type=_fraction,
-        nargs="?",
-        const=1.0,
-        default=0.0,
-        metavar="F",
-        help="fraction of callbacks Twilio retries, sent twice identically (flag alone: all)",
+        "fraction of callbacks Twilio retries, sent twice identically (flag alone: all)",
     )
     scenario.add_argument(
         "--route",
@@ -340,29 +336,13 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
     scenario.add_argument(
         "--param",
         action="append",
-        type=_param,
+        type=name_value,
         default=[],
         metavar="NAME=VALUE",
         help="custom query parameter for /twilio-params (repeatable; any characters)",
     )
-    scenario.add_argument(
-        "--forged",
-        type=_fraction,
-        nargs="?",
-        const=1.0,
-        default=0.0,
-        metavar="F",
-        help="fraction signed with a wrong token (flag alone: all)",
-    )
-    scenario.add_argument(
-        "--unsigned",
-        type=_fraction,
-        nargs="?",
-        const=1.0,
-        default=0.0,
-        metavar="F",
-        help="fraction sent without X-Twilio-Signature (flag alone: all)",
-    )
+    _fraction_flag(scenario, "--forged", "fraction signed with a wrong token (flag alone: all)")
+    _fraction_flag(scenario, "--unsigned", "fraction sent without X-Twilio-Signature (flag alone: all)")
     load = parser.add_argument_group("how to send")
     load.add_argument(
         "--concurrency", type=_positive, default=1, metavar="C", help="parallel senders (default 1)"

@@ -17,18 +17,12 @@ from twilio_callbacks_cli.bench.workload import (
     DEFAULT_RATE,
     DEFAULT_SEED,
 )
+from twilio_callbacks_cli.send import name_value
 
 DEFAULT_OUTPUT = "bench-results.json"
 # MaximumBatchingWindowInSeconds can be at most 300: no cap at all.
 LAMBDA_MAX_WINDOW_SECONDS = 300.0
 EXIT_INCOMPLETE = 1
-
-
-def _parameter(text: str) -> tuple[str, str]:
-    name, separator, value = text.partition("=")
-    if not separator or not name:
-        raise argparse.ArgumentTypeError("expected [Stack.]Parameter=Value")
-    return name, value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument(
         "--parameter",
         action="append",
-        type=_parameter,
+        type=name_value,
         default=[],
         metavar="[STACK.]NAME=VALUE",
         help="deploy with a stack parameter (e.g. SaveStatusCallbackToDynamo.BatchSize=500)",

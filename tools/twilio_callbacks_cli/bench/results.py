@@ -122,9 +122,8 @@ def function_profile(
     )
 
 
-def _tracing_active(run: BenchRun, stack: str, logical_id: str) -> bool:
-    facts = run.facts.get(stack)
-    return bool(facts and facts.tracing.get(logical_id) == ACTIVE)
+def _tracing_active(run: BenchRun, logical_id: str) -> bool:
+    return run.functions[logical_id].tracing == ACTIVE
 
 
 def profiles_of(run: BenchRun) -> dict[str, FunctionProfile]:
@@ -132,7 +131,7 @@ def profiles_of(run: BenchRun) -> dict[str, FunctionProfile]:
         name: function_profile(
             name,
             function.memory_size,
-            _tracing_active(run, function.stack, name),
+            _tracing_active(run, name),
             run.snapshot.samples.get(name, []),
         )
         for name, function in run.functions.items()
@@ -219,7 +218,7 @@ def _lambda_lines(run: BenchRun, assumptions: Assumptions) -> list[UsageLine]:
     for name, samples in sorted(run.snapshot.samples.items()):
         function = run.functions[name]
         component = component_of(function.stack)
-        tracing = _tracing_active(run, function.stack, name)
+        tracing = _tracing_active(run, name)
         platform_bytes, platform_events = cost.platform_log_lines(tracing)
         own_bytes = sum(sample.log_bytes for sample in samples)
         own_events = sum(sample.log_events for sample in samples)

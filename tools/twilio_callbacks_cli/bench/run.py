@@ -556,7 +556,7 @@ def run_benchmark(options: BenchOptions, progress: Progress = _quiet) -> BenchRu
         options.callbacks, rate=options.rate, seed=options.seed, error_rate=options.error_rate
     )
     stacks_dir = options.stacks_dir or default_stacks_dir()
-    facts = all_stack_facts(stacks_dir, options.parameter_overrides)
+    facts = all_stack_facts(stacks_dir)
     capture = LogCapture()
     scrubbed: dict[str, str | None] = dict.fromkeys(_NOT_IN_LAMBDA)
     progress(

@@ -1,10 +1,10 @@
 """Facts the cost model takes from the four templates (not from a second, hand-kept copy).
 
-Read with `twilio_callbacks_cli.cfn.load_template`: each function's tracing
-mode (its own ``Tracing`` or the stack's ``Globals``, a ``Ref`` resolved to the
-parameter's default or the run's override), the SNS subscriptions
+Read with `twilio_callbacks_cli.cfn.load_template`: the SNS subscriptions
 that deliver to SQS queues, the tables' keys and secondary indexes, the HTTP
-API's access log format, and the counts behind the fixed monthly costs.
+API's access log format, and the counts behind the fixed monthly costs. What
+depends on parameters (each function's memory and tracing mode) comes from the
+run's deployment instead, where the parameters and their overrides are resolved.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from twilio_callbacks_cli.cfn import load_template
 
 TEMPLATE_FILE = "template.yaml"
 ACTIVE = "Active"
-PASS_THROUGH = "PassThrough"  # noqa: S105 - a tracing mode, not a secret
 
 # Representative values for the access log's $context variables (one request).
 ACCESS_LOG_CONTEXT: Mapping[str, str] = {
@@ -51,37 +50,12 @@ class StackFacts:
     """What one stack's template says that the cost model needs."""
 
     name: str
-    tracing: dict[str, str] = field(default_factory=dict)
-    memory: dict[str, int] = field(default_factory=dict)
     subscribed_queues: set[str] = field(default_factory=set)
     tables: dict[str, TableFacts] = field(default_factory=dict)
     access_log_format: str | None = None
     alarms: int = 0
     kms_keys: int = 0
     encrypted_topics: int = 0
-
-
-def _literal(value: Any, parameters: Mapping[str, Any] | None = None) -> Any:
-    """A property value, a ``Ref`` to a parameter resolved, or None for any other intrinsic function."""
-    if isinstance(value, Mapping) and len(value) == 1:
-        name, argument = next(iter(value.items()))
-        if name == "Ref" and parameters is not None and argument in parameters:
-            return parameters[argument]
-        if name.startswith(("Fn::", "Ref")):
-            return None
-    return value
-
-
-def parameter_values(template: Mapping[str, Any], stack: str, overrides: Mapping[str, str]) -> dict[str, Any]:
-    """The stack's parameters as deployed: defaults, then ``Name`` or ``Stack.Name`` overrides."""
-    values: dict[str, Any] = {
-        name: spec.get("Default") for name, spec in (template.get("Parameters") or {}).items()
-    }
-    for key, value in overrides.items():
-        target, _, name = key.rpartition(".")
-        if target in ("", stack) and name in values:
-            values[name] = value
-    return values
 
 
 def _getatt_target(value: Any) -> str | None:
@@ -106,23 +80,14 @@ def _index_specs(properties: Mapping[str, Any]) -> tuple[IndexSpec, ...]:
     return tuple(specs)
 
 
-def stack_facts(folder: Path, overrides: Mapping[str, str] | None = None) -> StackFacts:
-    """Read one stack folder's template, with its parameters as deployed (defaults unless overridden)."""
+def stack_facts(folder: Path) -> StackFacts:
+    """Read one stack folder's template."""
     template = load_template(folder / TEMPLATE_FILE)
-    parameters = parameter_values(template, folder.name, overrides or {})
     facts = StackFacts(folder.name)
-    globals_function = (template.get("Globals") or {}).get("Function") or {}
     for logical_id, resource in (template.get("Resources") or {}).items():
         kind = resource.get("Type")
         properties = resource.get("Properties") or {}
-        if kind == "AWS::Serverless::Function":
-            tracing = _literal(properties.get("Tracing", globals_function.get("Tracing")), parameters)
-            facts.tracing[logical_id] = str(tracing or PASS_THROUGH)
-            memory = _literal(
-                properties.get("MemorySize", globals_function.get("MemorySize", 128)), parameters
-            )
-            facts.memory[logical_id] = int(memory) if memory is not None else 128
-        elif kind == "AWS::SNS::Subscription" and str(properties.get("Protocol", "")).lower() == "sqs":
+        if kind == "AWS::SNS::Subscription" and str(properties.get("Protocol", "")).lower() == "sqs":
             target = _getatt_target(properties.get("Endpoint"))
             if target:
                 facts.subscribed_queues.add(target)
@@ -144,10 +109,10 @@ def stack_facts(folder: Path, overrides: Mapping[str, str] | None = None) -> Sta
     return facts
 
 
-def all_stack_facts(stacks_dir: Path, overrides: Mapping[str, str] | None = None) -> dict[str, StackFacts]:
+def all_stack_facts(stacks_dir: Path) -> dict[str, StackFacts]:
     """Every stack folder's facts, by stack name."""
     return {
-        folder.name: stack_facts(folder, overrides)
+        folder.name: stack_facts(folder)
         for folder in sorted(stacks_dir.iterdir())
         if (folder / TEMPLATE_FILE).is_file()
     }

@@ -163,6 +163,8 @@ class FunctionSpec:
     environment: Mapping[str, str]
     dead_letter_arn: str | None = None
     layer_folders: tuple[Path, ...] = ()
+    # X-Ray mode as deployed (TracingConfig.Mode); nothing traces locally, the benchmark prices it.
+    tracing: str = "PassThrough"
 
 
 @dataclass(frozen=True)
@@ -1034,6 +1036,7 @@ def _function(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]
             runtime=runtime,
             timeout=int(properties.get("Timeout", 3)),
             memory_size=int(properties.get("MemorySize", 128)),
+            tracing=str((properties.get("TracingConfig") or {}).get("Mode", "PassThrough")),
             environment=environment,
             dead_letter_arn=str(dead_letter) if dead_letter else None,
             layer_folders=tuple(
