@@ -27,13 +27,14 @@ import yaml
 from status_callbacks.forwarded import (
     DOMAIN_ATTRIBUTE,
     PATH_ATTRIBUTE,
+    ROUTE_ATTRIBUTE,
     SIGNATURE_ATTRIBUTE,
     SOURCE_IP_ATTRIBUTE,
     VALUE_MARKER,
 )
 
 API_PATH = Path(__file__).with_name("api.yaml")
-# SQS carries at most 10 message attributes per message; the request data takes 4.
+# SQS carries at most 10 message attributes per message; the request data takes 5.
 MAX_SQS_ATTRIBUTES = 10
 # What forwarded.py accepts as a custom parameter name in Query.<position>.<name>.
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -45,6 +46,7 @@ REQUEST_ATTRIBUTES: Mapping[str, str] = {
     SIGNATURE_ATTRIBUTE: "${request.header.x-twilio-signature}",
     DOMAIN_ATTRIBUTE: "${context.domainName}",
     PATH_ATTRIBUTE: "${context.path}",
+    ROUTE_ATTRIBUTE: "${context.routeKey}",
     SOURCE_IP_ATTRIBUTE: "${context.identity.sourceIp}",
 }
 

@@ -11,12 +11,12 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.exceptions import ClientError
 
+from status_callbacks.alerts import alert_message
 from status_callbacks.error_routing import (
     DEFAULT_DETAIL_TYPE,
     DEFAULT_EVENT_SOURCE,
     Claim,
     PublishLedger,
-    alert_text,
     error_detail,
     route_for,
 )
@@ -77,9 +77,12 @@ def test_template_rules_flag_unreachable_numbers_and_alert_on_every_error(
     assert len(error_stack.faults.calls) == 1
     flagged = error_stack.drain(error_stack.flag_queue_url)
     assert sorted(event["detail"]["ErrorCode"] for event in flagged) == ["21610", "30003", "30005", "30006"]
-    # ... and the template's alerts rule rendered one alert line per error
-    alerts = error_stack.drain(error_stack.alerts_queue_url)
-    assert sorted(alerts) == sorted(alert_text(record, route_for(code)) for code, record in records.items())
+    # ... and the template's alerts rule took every error, each becoming one alert about its own code
+    alerts = [alert_message(event["detail"]) for event in error_stack.drain(error_stack.alerts_queue_url)]
+    assert sorted(alert.subject for alert in alerts) == sorted(
+        f"[{route_for(code).severity}] Twilio error {code} on message {record.sid}"
+        for code, record in records.items()
+    )
 
 
 def test_alert_is_readable_and_hides_the_phone_number(
@@ -89,13 +92,17 @@ def test_alert_is_readable_and_hides_the_phone_number(
     record = make_callback("30007", sid="SM0000000000000000000000000000a007", to="+14155550145")
     # When it is routed
     error_router_handler.handle(make_sqs_event(record.to_json()), lambda_context, deps)
-    # Then the alert (as the template's input transformer renders it) says what happened, plainly
-    [alert] = error_stack.drain(error_stack.alerts_queue_url)
-    assert "Twilio error 30007" in alert
-    assert "carrier filtered this message" in alert
-    assert "message SM0000000000000000000000000000a007" in alert
-    assert "status undelivered" in alert
-    assert "+14155550145" not in alert
+    # Then the alert (as the alerter renders the event the rule hands it) says what happened, plainly
+    [event] = error_stack.drain(error_stack.alerts_queue_url)
+    alert = alert_message(event["detail"])
+    assert alert.subject == "[warning] Twilio error 30007 on message SM0000000000000000000000000000a007"
+    assert alert.text.startswith("Twilio error 30007 on message SM0000000000000000000000000000a007")
+    assert "carrier filtered this message" in alert.text
+    assert "status undelivered" in alert.text
+    assert "Review the message content" in alert.text
+    # ... as plain text: no JSON quoting, no phone number
+    assert not alert.text.startswith('"')
+    assert "+14155550145" not in alert.text + alert.subject
 
 
 def test_partially_failed_put_events_is_retried_for_the_failed_entries(

@@ -148,18 +148,25 @@ def test_flagger_is_invoked_only_by_its_rule_and_dead_letters_its_failures(templ
     }
 
 
-def test_alerts_topic_uses_a_key_eventbridge_may_use(template: dict[str, Any]) -> None:
+def test_alerts_go_through_the_alerter_to_a_topic_under_a_key_its_publishers_may_use(
+    template: dict[str, Any],
+) -> None:
     topic = template["Resources"]["AlertsTopic"]["Properties"]
     assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["AlertsKey", "Arn"]}
-    statements = template["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"]
-    services = [s for s in statements if "Service" in s["Principal"]]
-    assert any("events.amazonaws.com" in s["Principal"]["Service"] for s in services)
+    # The rule hands each event to the alerter (EventBridge can set no SNS subject) ...
     alerts_target = template["Resources"]["AlertsRule"]["Properties"]["Targets"][0]
-    assert alerts_target["Arn"] == {"Ref": "AlertsTopic"}
-    assert alerts_target["InputTransformer"] == {
-        "InputPathsMap": {"alert": "$.detail.Alert"},
-        "InputTemplate": '"<alert>"',
-    }
+    assert alerts_target["Arn"] == {"Fn::GetAtt": ["AlerterFunction", "Arn"]}
+    assert "InputTransformer" not in alerts_target
+    alerter = template["Resources"]["AlerterFunction"]["Properties"]
+    assert alerter["Environment"]["Variables"]["ALERTS_TOPIC_ARN"] == {"Ref": "AlertsTopic"}
+    # ... whose role publishes under the key through SNS only
+    statements = role_statements(template, "AlerterFunction")
+    assert statements["PublishAlerts"]["Resource"] == {"Ref": "AlertsTopic"}
+    assert statements["EncryptAlertsForTheTopic"]["Resource"] == {"Fn::GetAtt": ["AlertsKey", "Arn"]}
+    # and the key still admits EventBridge (users' own rules) and alarms, each with its own statement
+    key_statements = template["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    services = {s["Principal"]["Service"]: s for s in key_statements if "Service" in s["Principal"]}
+    assert set(services) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
 
 
 def test_tables_are_encrypted_on_demand_and_flags_are_recoverable(template: dict[str, Any]) -> None:
@@ -202,7 +209,7 @@ def test_functions_log_to_their_own_group_and_use_the_stack_layer(template: dict
         handler_module = properties["Handler"].split(".")[0]
         assert (TEMPLATE_PATH.parent / properties["CodeUri"] / f"{handler_module}.py").is_file()
         handlers.add(handler_module)
-    assert len(handlers) == 2
+    assert len(handlers) == 3
     layer = template["Resources"]["SharedLayer"]
     assert layer["Properties"]["ContentUri"] == "../../layers/shared"
     assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}

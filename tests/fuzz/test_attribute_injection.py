@@ -3,11 +3,12 @@
 api.yaml builds the SQS MessageAttributes by substituting header and query
 values into a JSON template, unescaped. A value holding ``"`` and ``}`` can
 close its own attribute and add keys; the declared query parameters come
-last in the template, so keys injected through them replace ``Domain`` and
-``Path`` (JSON parsers keep the last duplicate key, as Python's does). The
-validator must not then check the signature against a URL the attacker
-chose: it admits only the API's own domain and declared routes, as the
-handler configures it from ``API_DOMAIN`` and ``CALLBACK_PATHS``.
+last in the template, so keys injected through them replace ``Domain``,
+``Path`` and ``Route`` (JSON parsers keep the last duplicate key, as Python's
+does). The validator must not then check the signature against a URL the
+attacker chose: it admits only the API's own domain and declared routes, as
+the handler configures it from ``API_DOMAIN`` and ``CALLBACK_ROUTES``, and
+rebuilds the URL from the route, never from the forwarded path.
 
 These tests run the real mapping from api.yaml (``tests.support.api_gateway``)
 and the real validator, without ``PublicBaseUrl`` (the template's default),
@@ -22,7 +23,7 @@ import pytest
 
 from status_callbacks.record import CallbackRecord
 from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Destination, Rejection, RejectionReason, validate_callback
+from status_callbacks.validation import Accepted, Destination, Rejection, RejectionReason, validate_callback
 from tests.support.api_gateway import API_BASE_URL, forward
 from tests.support.signing import (
     SIGNATURE_HEADER,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.fuzz
 TOKEN = "injection-auth-token-not-a-secret"
 RECEIVED_AT = 1_767_225_600_000
 # As the template configures the validator: the API's domain and api.yaml's routes.
-DESTINATION = Destination.of(urlsplit(API_BASE_URL).netloc, "/twilio,/twilio-params")
+DESTINATION = Destination.of(urlsplit(API_BASE_URL).netloc, "POST /twilio,POST /twilio-params")
 
 
 def attribute_injection(**attributes: str) -> str:
@@ -59,9 +60,10 @@ def posted_with_id(request: TwilioRequest, id_value: str) -> TwilioRequest:
 
 def validate(request: TwilioRequest) -> CallbackRecord | Rejection:
     message = forward(request)
-    return validate_callback(
+    outcome = validate_callback(
         message.body, message.attributes, AuthTokens(primary=TOKEN), RECEIVED_AT, destination=DESTINATION
     )
+    return outcome.record if isinstance(outcome, Accepted) else outcome
 
 
 def test_a_request_signed_for_another_url_cannot_be_replayed_by_injecting_domain_and_path() -> None:
@@ -103,24 +105,44 @@ def test_a_genuine_callback_with_awkward_custom_values_still_validates() -> None
     assert record.custom == {"id": "order 42 & co", "category": "a=b"}
 
 
-def test_a_route_the_api_does_not_declare_is_refused_even_with_a_public_base_url() -> None:
-    # Given a request Twilio signed for https://hooks.example.com/sms (another webhook behind the same proxy)
-    params = message_status_params("received")
-    elsewhere = signed_callback("https://hooks.example.com/sms", params, TOKEN)
-    # When a query value rewrites the forwarded Path to /sms, and the deployment sets PublicBaseUrl
-    message = forward(posted_with_id(elsewhere, attribute_injection(Path="/sms")))
+def _validated_behind(public_base_url: str, request: TwilioRequest) -> CallbackRecord | Rejection:
+    message = forward(request)
     outcome = validate_callback(
         message.body,
         message.attributes,
         AuthTokens(primary=TOKEN),
         RECEIVED_AT,
-        public_base_url="https://hooks.example.com",
+        public_base_url=public_base_url,
         destination=DESTINATION,
+    )
+    return outcome.record if isinstance(outcome, Accepted) else outcome
+
+
+def test_a_route_the_api_does_not_declare_is_refused_even_with_a_public_base_url() -> None:
+    # Given a request Twilio signed for https://hooks.example.com/sms (another webhook behind the same proxy)
+    params = message_status_params("received")
+    elsewhere = signed_callback("https://hooks.example.com/sms", params, TOKEN)
+    # When a query value rewrites the forwarded Route to POST /sms, and the deployment sets PublicBaseUrl
+    outcome = _validated_behind(
+        "https://hooks.example.com", posted_with_id(elsewhere, attribute_injection(Route="POST /sms"))
     )
 
     # Then it is refused: /sms is not a route of this API
     assert isinstance(outcome, Rejection)
     assert outcome.reason is RejectionReason.UNKNOWN_DESTINATION
+
+
+def test_an_injected_path_does_not_change_the_url_the_signature_is_checked_against() -> None:
+    # Given the same request, with only the forwarded Path rewritten to /sms
+    params = message_status_params("received")
+    elsewhere = signed_callback("https://hooks.example.com/sms", params, TOKEN)
+    outcome = _validated_behind(
+        "https://hooks.example.com", posted_with_id(elsewhere, attribute_injection(Path="/sms"))
+    )
+
+    # Then the URL is still rebuilt from the matched route (/twilio-params), so the signature fails
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason is RejectionReason.INVALID_SIGNATURE
 
 
 def test_a_custom_value_holding_a_json_escape_is_altered_by_the_mapping_and_rejected_not_retried() -> None:

@@ -18,16 +18,17 @@ from hypothesis import strategies as st
 from status_callbacks.forwarded import (
     DOMAIN_ATTRIBUTE,
     PATH_ATTRIBUTE,
+    ROUTE_ATTRIBUTE,
     SIGNATURE_ATTRIBUTE,
     SOURCE_IP_ATTRIBUTE,
     ForwardedRequest,
     ForwardedRequestError,
     parse_forwarded_request,
 )
-from status_callbacks.record import CallbackRecord, MalformedBodyError, parse_form_body
+from status_callbacks.record import MalformedBodyError, parse_form_body
 from status_callbacks.signature import candidate_urls, matching_url
 from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Rejection, RejectionReason, validate_callback
+from status_callbacks.validation import Accepted, Rejection, RejectionReason, validate_callback
 from tests.fuzz.strategies import (
     ANY_TEXT,
     custom_values,
@@ -65,6 +66,7 @@ def forwarded(
         SIGNATURE_ATTRIBUTE: {"stringValue": f"={signature or ''}", "dataType": "String"},
         DOMAIN_ATTRIBUTE: {"stringValue": f"={domain}", "dataType": "String"},
         PATH_ATTRIBUTE: {"stringValue": f"={path}", "dataType": "String"},
+        ROUTE_ATTRIBUTE: {"stringValue": f"=POST {path}", "dataType": "String"},
         SOURCE_IP_ATTRIBUTE: {"stringValue": f"={source_ip}", "dataType": "String"},
     }
     for position, (name, value) in enumerate(query, start=1):
@@ -251,14 +253,15 @@ def test_a_signed_callback_is_accepted_with_every_parameter_and_custom_value_int
     query = _query(["id", "category"], values)
     body, attributes = signed_message(params, domain, "/twilio-params", query)
 
-    record = validate_callback(body, attributes, TOKENS, RECEIVED_AT)
+    accepted = validate_callback(body, attributes, TOKENS, RECEIVED_AT)
 
-    assert isinstance(record, CallbackRecord)
+    assert isinstance(accepted, Accepted)
+    record = accepted.record
     assert dict(record.twilio) == params
     assert dict(record.custom) == dict(query)
     # A replay is the same callback: same event id, whenever it arrives
     replayed = validate_callback(body, attributes, TOKENS, RECEIVED_AT + 86_400_000)
-    assert isinstance(replayed, CallbackRecord) and replayed.event_id == record.event_id
+    assert isinstance(replayed, Accepted) and replayed.record.event_id == record.event_id
 
 
 @dataclass(frozen=True)
@@ -309,7 +312,7 @@ def test_any_change_to_a_signed_callback_is_rejected_or_is_the_same_callback(
     query = _query(["id", "category"], values)
     body, attributes = signed_message(params, domain, "/twilio-params", query)
     original = validate_callback(body, attributes, TOKENS, RECEIVED_AT)
-    assert isinstance(original, CallbackRecord)
+    assert isinstance(original, Accepted)
     request = Request(
         body, attributes[SIGNATURE_ATTRIBUTE]["stringValue"][1:], domain, "/twilio-params", query
     )
@@ -318,9 +321,9 @@ def test_any_change_to_a_signed_callback_is_rejected_or_is_the_same_callback(
 
     result = validate_callback(changed.body, changed.attributes(), TOKENS, RECEIVED_AT)
 
-    if isinstance(result, CallbackRecord):
+    if isinstance(result, Accepted):
         # Only an equivalent request can pass: the same parameters and URL, so the same callback
-        assert result.event_id == original.event_id
+        assert result.record.event_id == original.record.event_id
     else:
         assert result.reason in set(RejectionReason)
 
@@ -354,8 +357,11 @@ def test_hostile_requests_get_a_rejection_never_a_crash(
     result = validate_callback(body, forwarded(body, signature, domain, path, query), TOKENS, RECEIVED_AT)
 
     assert isinstance(result, Rejection)
-    # What may be logged about a rejection: the reason and the caller's IP, nothing of the request
-    assert set(vars(result)) == {"reason", "source_ip"}
+    # What may be logged about a rejection: the reason, the caller's IP and a detail naming at most
+    # a route or a URL without its query string, never the body or a query value
+    assert set(vars(result)) == {"reason", "source_ip", "detail"}
+    assert "?" not in result.detail
+    assert len(body) < 8 or body not in result.detail
 
 
 @FUZZ
@@ -376,6 +382,6 @@ def test_every_pair_of_reserved_characters_in_custom_values_still_validates() ->
         body, attributes = signed_message(
             params, "abc.execute-api.us-east-1.amazonaws.com", "/twilio-params", query
         )
-        record = validate_callback(body, attributes, TOKENS, RECEIVED_AT)
-        assert isinstance(record, CallbackRecord), query
-        assert dict(record.custom) == dict(query)
+        accepted = validate_callback(body, attributes, TOKENS, RECEIVED_AT)
+        assert isinstance(accepted, Accepted), query
+        assert dict(accepted.record.custom) == dict(query)

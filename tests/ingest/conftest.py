@@ -24,6 +24,8 @@ from moto import mock_aws
 from status_callbacks.delivery import record_from_body
 from status_callbacks.observability import logger
 from status_callbacks.record import CallbackRecord
+from status_callbacks.rejected import RejectedRequest, decode_requests
+from status_callbacks.tokens import AuthTokenSource
 from status_callbacks.validation import Destination
 from tests.support import api_gateway
 from tests.support.signing import TEST_AUTH_TOKEN, TwilioRequest
@@ -33,14 +35,17 @@ SECRET_NAME = "TwilioStatusCallbackHandler"
 TEMPLATE = Path(__file__).resolve().parents[2] / "aws_stacks" / "StatusCallbackHandler" / "template.yaml"
 
 
-def template_callback_paths() -> str:
-    """The validator's CALLBACK_PATHS exactly as the template sets it."""
-    environment = load_template(TEMPLATE)["Resources"]["ValidatorFunction"]["Properties"]["Environment"]
-    return str(environment["Variables"]["CALLBACK_PATHS"])
+def template_callback_routes() -> str:
+    """The validator's CALLBACK_ROUTES exactly as the template sets it (through its Mappings)."""
+    template = load_template(TEMPLATE)
+    environment = template["Resources"]["ValidatorFunction"]["Properties"]["Environment"]
+    map_name, top, second = environment["Variables"]["CALLBACK_ROUTES"]["Fn::FindInMap"]
+    return str(template["Mappings"][map_name][top][second])
 
 
 # Configured as the template configures the deployed validator (the API's domain, api.yaml's routes).
-DESTINATION = Destination.of(api_gateway.API_DOMAIN, template_callback_paths())
+DESTINATION = Destination.of(api_gateway.API_DOMAIN, template_callback_routes())
+REJECTED_BUCKET = "rejected-requests"
 
 
 @dataclass
@@ -63,6 +68,7 @@ class IngestStack:
     sqs: Any
     sns: Any
     secretsmanager: Any
+    s3: Any
     queue_url: str
     queue_arn: str
     topic_arn: str
@@ -77,12 +83,24 @@ class IngestStack:
             settings=validator_handler.Settings(
                 topic_arn=self.topic_arn,
                 auth_token_secret_name=SECRET_NAME,
+                rejected_bucket=REJECTED_BUCKET,
                 public_base_url=self.public_base_url,
                 destination=DESTINATION,
             ),
             sns=self.sns,
-            secrets=SecretsProvider(boto3_client=self.secretsmanager),
+            s3=self.s3,
+            tokens=AuthTokenSource(SECRET_NAME, SecretsProvider(boto3_client=self.secretsmanager)),
         )
+
+    def kept(self) -> list[RejectedRequest]:
+        """Every request the validator kept in the rejected store, oldest first."""
+        keys = [item["Key"] for item in self.s3.list_objects_v2(Bucket=REJECTED_BUCKET).get("Contents", [])]
+        requests = [
+            request
+            for key in keys
+            for request in decode_requests(self.s3.get_object(Bucket=REJECTED_BUCKET, Key=key)["Body"].read())
+        ]
+        return sorted(requests, key=lambda request: (request.received_at, request.message_id))
 
     def put_secret(self, secret: dict[str, str]) -> None:
         self.secretsmanager.put_secret_value(SecretId=SECRET_NAME, SecretString=json.dumps(secret))
@@ -189,6 +207,8 @@ def ingest_stack() -> Iterator[IngestStack]:
         sqs = boto3.client("sqs", region_name="us-east-1")
         sns = boto3.client("sns", region_name="us-east-1")
         secretsmanager = boto3.client("secretsmanager", region_name="us-east-1")
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=REJECTED_BUCKET)
         queue_url, queue_arn = _queue(sqs, "ingest")
         topic_arn = sns.create_topic(Name="records", Attributes={"KmsMasterKeyId": "alias/aws/sns"})[
             "TopicArn"
@@ -217,6 +237,7 @@ def ingest_stack() -> Iterator[IngestStack]:
             sqs=sqs,
             sns=sns,
             secretsmanager=secretsmanager,
+            s3=s3,
             queue_url=queue_url,
             queue_arn=queue_arn,
             topic_arn=topic_arn,

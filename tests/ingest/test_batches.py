@@ -95,14 +95,17 @@ def test_mixed_batch_reports_exactly_the_callbacks_sns_failed(ingest_stack, sns_
     # And the two SNS accepted were published once each, in one call
     assert sorted(r.sid for r in ingest_stack.published()) == [sid(0), sid(2)]
     assert sns_calls == ["PublishBatch"]
-    # And each rejection was logged once, with its reason
-    warnings = [json.loads(line) for line in log_output.getvalue().splitlines() if '"WARNING"' in line]
-    reasons = {w["message_id"]: w["reason"] for w in warnings if w["message"] == "callback rejected"}
+    # And each rejection was kept once, with its reason, for replay
+    reasons = {kept.message_id: kept.reason.value for kept in ingest_stack.kept()}
     assert reasons == {
         message_ids[1]: "InvalidSignature",
         message_ids[3]: "MissingSignature",
         message_ids[4]: "MalformedBody",
     }
+    # And the log says so once for the batch, by reason
+    warnings = [json.loads(line) for line in log_output.getvalue().splitlines() if '"WARNING"' in line]
+    [summary] = [w for w in warnings if w["message"] == "callbacks rejected and kept for replay"]
+    assert summary["by_reason"] == {"InvalidSignature": 1, "MalformedBody": 1, "MissingSignature": 1}
 
 
 def test_retry_of_the_failed_callback_publishes_it_once(ingest_stack):
@@ -227,4 +230,5 @@ def test_metrics_count_published_rejected_per_reason_and_failures(ingest_stack, 
         "CallbacksRejectedInvalidSignature": [2.0],
         "CallbacksRejectedMissingSignature": [1.0],
         "PublishFailures": [1.0],
+        "RejectedRequestsKept": [3.0],
     }

@@ -108,7 +108,13 @@ def test_function_logs_to_its_own_log_group_with_retention(template):
 
 def test_no_fixed_resource_names(template):
     for name, resource in template["Resources"].items():
-        fixed = FIXED_NAME_PROPERTIES & set(resource.get("Properties", {}))
+        properties = resource.get("Properties", {})
+        # A name derived from the stack's own name is not fixed: two environments never collide.
+        fixed = {
+            key
+            for key in FIXED_NAME_PROPERTIES & set(properties)
+            if "${AWS::StackName}" not in json.dumps(properties[key])
+        }
         assert not fixed, f"{name} sets {fixed}"
     for output in template["Outputs"].values():
         if "Export" in output:
@@ -133,6 +139,13 @@ def test_outputs_follow_the_naming_convention(template):
         "TopicName",
         "ValidatorFunctionName",
         "AuthTokenSecretName",
+        "ExecuteApiDomain",
+        "CallbackRoutes",
+        "PublicBaseUrl",
+        "RejectedBucketName",
+        "RejectedPrefix",
+        "ValidatorLogGroupName",
+        "ApiAccessLogGroupName",
     }
 
 
@@ -142,8 +155,9 @@ def test_secret_is_read_at_run_time_never_put_in_the_environment(template):
         "AUTH_TOKEN_SECRET_NAME",
         "PUBLIC_BASE_URL",
         "API_DOMAIN",
-        "CALLBACK_PATHS",
+        "CALLBACK_ROUTES",
         "TOPIC_ARN",
+        "REJECTED_BUCKET",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "POWERTOOLS_LOG_LEVEL",
@@ -164,10 +178,16 @@ def test_iam_is_least_privilege(template):
         "ReadAuthTokens",
         "PublishRecords",
         "EncryptRecordsForTheTopic",
+        "KeepRejectedRequests",
         "WriteOwnLogs",
         "WriteTraces",
     }
     assert by_sid["ConsumeIngestQueue"]["Resource"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    # The rejected store: create objects under its prefix, nothing else (no read, no delete).
+    assert by_sid["KeepRejectedRequests"]["Action"] == "s3:PutObject"
+    assert by_sid["KeepRejectedRequests"]["Resource"] == {
+        "Fn::Sub": "${RejectedRequestsBucket.Arn}/rejected/*"
+    }
     assert by_sid["WriteOwnLogs"]["Resource"] == {"Fn::GetAtt": ["ValidatorLogGroup", "Arn"]}
     assert by_sid["ReadAuthTokens"]["Action"] == "secretsmanager:GetSecretValue"
     assert by_sid["ReadAuthTokens"]["Resource"]["Fn::Sub"].endswith(":secret:${AuthTokenSecretName}-??????")
@@ -227,6 +247,7 @@ def test_alarm_metric_names_are_the_ones_the_validator_emits(template):
         validator_handler.PUBLISH_FAILURES_METRIC,
         validator_handler.TOKENS_UNAVAILABLE_METRIC,
         validator_handler.VALIDATION_ERRORS_METRIC,
+        validator_handler.NOT_KEPT_METRIC,
     } | {validator_handler.rejection_metric(reason) for reason in RejectionReason}
     alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
 
@@ -241,11 +262,13 @@ def test_alarm_metric_names_are_the_ones_the_validator_emits(template):
         validator_handler.rejection_metric(RejectionReason.INVALID_SIGNATURE),
         validator_handler.rejection_metric(RejectionReason.MISSING_SIGNATURE),
         validator_handler.rejection_metric(RejectionReason.UNKNOWN_DESTINATION),
+        validator_handler.rejection_metric(RejectionReason.PUBLIC_BASE_URL_MISMATCH),
     }
     assert custom_metrics("ValidatorErrorsAlarm") == {
         validator_handler.PUBLISH_FAILURES_METRIC,
         validator_handler.TOKENS_UNAVAILABLE_METRIC,
         validator_handler.VALIDATION_ERRORS_METRIC,
+        validator_handler.NOT_KEPT_METRIC,
     }
     assert custom_metrics("ValidatorErrorsAlarm") <= emitted
     variables = template["Resources"]["ValidatorFunction"]["Properties"]["Environment"]["Variables"]
@@ -266,9 +289,13 @@ def test_every_resource_has_a_why_comment_above_it():
 def test_validator_admits_only_this_api_domain_and_the_routes_api_yaml_declares(template):
     # Given the validator's environment and the routes api.yaml declares
     variables = template["Resources"]["ValidatorFunction"]["Properties"]["Environment"]["Variables"]
-    declared = set(load_template(TEMPLATE_PATH.parent / "api.yaml")["paths"])
-    # Then its CALLBACK_PATHS are exactly those routes and API_DOMAIN is the HTTP API's own host
-    assert set(variables["CALLBACK_PATHS"].split(",")) == declared == {"/twilio", "/twilio-params"}
+    api = load_template(TEMPLATE_PATH.parent / "api.yaml")
+    declared = {f"{method.upper()} {path}" for path, item in api["paths"].items() for method in item}
+    # Then its CALLBACK_ROUTES (and the CallbackRoutes output replay reads) are exactly those route keys
+    lookup = variables["CALLBACK_ROUTES"]["Fn::FindInMap"]
+    assert template["Outputs"]["CallbackRoutes"]["Value"] == {"Fn::FindInMap": lookup}
+    routes = template["Mappings"][lookup[0]][lookup[1]][lookup[2]]
+    assert set(routes.split(",")) == declared == {"POST /twilio", "POST /twilio-params"}
     assert variables["API_DOMAIN"] == {
         "Fn::Sub": "${CallbackApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
     }

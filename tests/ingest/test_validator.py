@@ -249,7 +249,7 @@ def test_callback_with_phone_numbers_never_logs_them(ingest_stack, log_output, c
         "MessageStatus",
     ):
         assert secret_or_pii not in output
-    assert "callback rejected" in output
+    assert "callbacks rejected and kept for replay" in output
 
 
 def test_a_message_that_breaks_validation_is_retried_without_holding_back_the_others(ingest_stack, capsys):

@@ -105,7 +105,10 @@ def test_custom_values_come_from_the_url_that_matched(written_query, expected_cu
         # API Gateway percent-decodes but leaves "+" alone; absent and empty look the same
         attributes[f"Query.{position}.{name}"] = {"stringValue": "=" + unquote(raw.get(name, ""))}
     # When it is validated
-    record = validate_callback(urlencode(VECTOR_PARAMS), attributes, AuthTokens(primary=TOKEN), received_at=1)
+    outcome = validate_callback(
+        urlencode(VECTOR_PARAMS), attributes, AuthTokens(primary=TOKEN), received_at=1
+    )
     # Then it is accepted and the custom values are what the user meant
-    assert getattr(record, "custom", None) == expected_custom, record
+    record = getattr(outcome, "record", None)
+    assert getattr(record, "custom", None) == expected_custom, outcome
     assert query_params_of(url) == expected_custom

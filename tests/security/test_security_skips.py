@@ -297,16 +297,19 @@ def test_the_archive_bucket_is_always_versioned_and_old_versions_expire():
     assert old_versions["ExpiredObjectDeleteMarker"] is True
 
 
-def test_the_asynchronously_invoked_flagger_has_reserved_concurrency_by_default():
+@pytest.mark.parametrize(
+    ("function", "parameter"),
+    [("FlaggerFunction", "FlaggerReservedConcurrency"), ("AlerterFunction", "AlerterReservedConcurrency")],
+)
+def test_asynchronously_invoked_functions_can_reserve_concurrency_but_do_not_by_default(function, parameter):
+    # Reserving concurrency must leave 100 of the account's unreserved (PutFunctionConcurrency), so a
+    # default reservation fails to create the stack in a new or low-quota account.
     template = TEMPLATE_DATA["CheckForStatusCallbackErrors"]
-    flagger = template["Resources"]["FlaggerFunction"]
-    reserved = flagger["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
-    assert reserved[1:] == [{"Ref": "FlaggerReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
-    assert template["Conditions"][reserved[0]] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "FlaggerReservedConcurrency"}, 0]}]
-    }
-    assert template["Parameters"]["FlaggerReservedConcurrency"]["Default"] > 0
-    assert "FlaggerFunction" not in {skip.logical_id for skip in skipped("CKV_AWS_115")}
+    reserved = template["Resources"][function]["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
+    assert reserved[1:] == [{"Ref": parameter}, {"Ref": "AWS::NoValue"}]
+    assert template["Conditions"][reserved[0]] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, 0]}]}
+    assert template["Parameters"][parameter]["Default"] == 0
+    assert function not in {skip.logical_id for skip in skipped("CKV_AWS_115")}
 
 
 def test_the_ingest_queues_refuse_requests_not_over_tls():

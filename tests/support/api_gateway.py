@@ -105,6 +105,7 @@ def forward(
         "context.domainName": parts.hostname or "",
         # The $default stage adds no stage segment to the path.
         "context.path": parts.path,
+        "context.routeKey": f"POST {parts.path}",
         "context.identity.sourceIp": request.source_ip,
     }
 

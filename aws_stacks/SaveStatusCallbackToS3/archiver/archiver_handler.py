@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from status_callbacks.archive import ARCHIVE_PREFIX, CONTENT_TYPE, ArchiveObject, ArchivePlan, plan_archive
 from status_callbacks.delivery import UndeliverableRecordError, record_from_body
 from status_callbacks.observability import logger, metrics, tracer
+from status_callbacks.storage import put_new_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,25 +82,11 @@ class ArchiveFailure(Exception):
 
 @tracer.capture_method
 def write_object(s3: S3Client, bucket: str, archive_object: ArchiveObject) -> bool:
-    """Create the object unless it already exists; False when a previous delivery wrote it.
+    """Create the object unless a previous delivery already wrote it (False then).
 
-    ``If-None-Match: *`` makes the write create-only: the key names exactly
-    this set of events, so an existing object already holds them and a
-    redelivered batch neither duplicates nor rewrites the archive.
+    The key names exactly this set of events, so an existing object already holds them.
     """
-    try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=archive_object.key,
-            Body=archive_object.body(),
-            ContentType=CONTENT_TYPE,
-            IfNoneMatch="*",
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
-            return False
-        raise
-    return True
+    return put_new_object(s3, bucket, archive_object.key, archive_object.body(), CONTENT_TYPE)
 
 
 @dataclass

@@ -7,6 +7,13 @@ absent, so every forwarded value is written as ``=`` followed by the value;
 the ``=`` is stripped here. Custom query parameters are forwarded as
 ``Query.<position>.<name>``: the position is their declared order in
 ``api.yaml``, which is the only place their names are written down.
+
+Two paths travel: ``Path`` (``$context.path``, the path API Gateway received,
+which under a custom domain's API mapping includes the mapping's base path,
+e.g. ``/hooks/twilio``) and ``Route`` (``$context.routeKey``, e.g.
+``POST /twilio``, the route it matched). The destination check and the URL
+rebuilt under ``PublicBaseUrl`` use the route; the received path is what
+Twilio called when no ``PublicBaseUrl`` is set.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ from typing import Any
 SIGNATURE_ATTRIBUTE = "Signature"
 DOMAIN_ATTRIBUTE = "Domain"
 PATH_ATTRIBUTE = "Path"
+ROUTE_ATTRIBUTE = "Route"
 SOURCE_IP_ATTRIBUTE = "SourceIp"
 VALUE_MARKER = "="
 
+# "METHOD /path" as $context.routeKey spells a route (HTTP APIs' $default route has no path).
+_ROUTE_KEY = re.compile(r"^[A-Z]+ /\S*$")
 _QUERY_ATTRIBUTE = re.compile(r"^Query\.(?P<position>\d+)\.(?P<name>[A-Za-z0-9_-]+)$")
 
 
@@ -41,6 +51,13 @@ class ForwardedRequest:
     # Every declared custom query parameter in declared order. API Gateway forwards an
     # absent parameter and an empty one alike, so both arrive here as "".
     query: tuple[tuple[str, str], ...] = field(default=())
+    # The route key API Gateway matched, e.g. "POST /twilio".
+    route: str = ""
+
+    @property
+    def route_path(self) -> str:
+        """The matched route's path (``/twilio``), whatever base path a custom domain adds."""
+        return self.route.partition(" ")[2] or self.path
 
 
 def forwarded_value(raw: str | None) -> str | None:
@@ -64,8 +81,15 @@ def parse_forwarded_request(body: str | None, attributes: Mapping[str, Any]) -> 
     """Rebuild the request from an SQS message body and its message attributes."""
     domain = _string_attribute(attributes, DOMAIN_ATTRIBUTE)
     path = _string_attribute(attributes, PATH_ATTRIBUTE)
+    route = _string_attribute(attributes, ROUTE_ATTRIBUTE)
     if not domain or not path or not path.startswith("/"):
         raise ForwardedRequestError("message has no Domain/Path attributes from API Gateway")
+    if route is None:
+        # Queued before api.yaml forwarded the route key (e.g. redriven from a dead-letter
+        # queue after an upgrade): on the $default stage the path is the route's path.
+        route = f"POST {path}"
+    if not _ROUTE_KEY.match(route):
+        raise ForwardedRequestError("message's Route attribute is not a route key")
     declared: list[tuple[int, str, str]] = []
     for name in attributes:
         match = _QUERY_ATTRIBUTE.match(name)
@@ -80,4 +104,5 @@ def parse_forwarded_request(body: str | None, attributes: Mapping[str, Any]) -> 
         signature=_string_attribute(attributes, SIGNATURE_ATTRIBUTE),
         source_ip=_string_attribute(attributes, SOURCE_IP_ATTRIBUTE),
         query=tuple((name, value) for _, name, value in declared),
+        route=route,
     )

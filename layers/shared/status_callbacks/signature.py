@@ -1,11 +1,14 @@
 """Rebuild the URL Twilio signed and check `X-Twilio-Signature` against it.
 
-API Gateway hands over the domain, the path and the *decoded* custom query
-values, so the exact query string Twilio signed is gone. We re-encode it the
-few ways a StatusCallback URL is plausibly written (RFC 3986 ``%20``, form
-``+``, JavaScript's ``encodeURIComponent`` and a literal ``+`` kept as is) and,
-for up to three parameters, in any order. Each candidate is checked with the
-official ``twilio`` RequestValidator, which compares in constant time.
+API Gateway hands over the domain, the path and the custom query values, so
+the exact query string Twilio signed is gone. AWS does not document whether
+``${request.querystring.name}`` is substituted percent-decoded or as sent, so
+both readings are tried: the value exactly as forwarded (the raw reading), and
+the decoded value re-encoded the few ways a StatusCallback URL is plausibly
+written (RFC 3986 ``%20``, form ``+``, JavaScript's ``encodeURIComponent`` and
+a literal ``+`` kept as is) and, for up to three parameters, in any order.
+Each candidate is checked with the official ``twilio`` RequestValidator, which
+compares in constant time.
 
 API Gateway percent-decodes query values but leaves ``+`` alone, so in a URL
 written with ``+`` for spaces a decoded ``+`` is either a space or a literal
@@ -20,17 +23,21 @@ parameter values on the record are read back from it with form decoding.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-# Query-value encoders, most common first. Each maps a decoded value back to a URL form.
+# Query-value encoders, most common first. Each maps a forwarded value back to a URL form.
 _ENCODERS = (
     lambda value: quote(value, safe=""),  # RFC 3986: space as %20
     lambda value: quote_plus(value, safe=""),  # HTML form: space as +
     lambda value: quote(value, safe="!'()*"),  # JavaScript encodeURIComponent
     lambda value: quote(value, safe="+"),  # a literal + that arrived undecoded
+    lambda value: value,  # API Gateway forwarded the value raw, exactly as Twilio sent it
 )
 _MAX_PERMUTED_PARAMS = 3
 # Each ambiguous "+" doubles the form-encoded candidates (8 → 256 URLs, a few ms of HMACs);
@@ -45,6 +52,22 @@ def base_url(domain: str, public_base_url: str | None = None) -> str:
     if public_base_url:
         return public_base_url.rstrip("/")
     return f"https://{domain}"
+
+
+class TokenRole(StrEnum):
+    """Which of the configured auth tokens signed a callback."""
+
+    ACCOUNT = "account"  # the subaccount's own token, keyed by its AccountSid
+    PRIMARY = "primary"
+    SECONDARY = "secondary"  # AUTH_TOKEN_SECONDARY, while a token is rotated
+
+
+@dataclass(frozen=True)
+class SignatureMatch:
+    """The URL and the token a signature was computed with."""
+
+    url: str
+    token: TokenRole
 
 
 def _orders(query: Sequence[tuple[str, str]]) -> Iterator[Sequence[tuple[str, str]]]:
@@ -77,7 +100,11 @@ def candidate_urls(
     public_base_url: str | None = None,
 ) -> list[str]:
     """Every plausible URL Twilio could have signed for this request, without repeats."""
-    root = base_url(domain, public_base_url) + path
+    return urls_for_root(base_url(domain, public_base_url) + path, query)
+
+
+def urls_for_root(root: str, query: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Every plausible URL under ``root`` (scheme, host and path) for these query values."""
     urls: list[str] = []
     for spelling in _spellings_of_empty_params(query):
         for url in _encoded_urls(root, spelling):
@@ -98,6 +125,23 @@ def _encoded_urls(root: str, query: Sequence[tuple[str, str]]) -> Iterator[str]:
             yield f"{root}?{query_string}"
 
 
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def is_raw_reading(url: str, query: Sequence[tuple[str, str]]) -> bool:
+    """True when ``url`` signs the query values exactly as forwarded, and only that reading explains it.
+
+    Values without percent-escapes read the same raw or decoded, so they say nothing.
+    """
+    if not any(_PERCENT_ESCAPE.search(value) for _, value in query):
+        return False
+    signed = url.partition("?")[2]
+    return any(
+        signed == "&".join(f"{name}={value}" for name, value in spelling)
+        for spelling in _spellings_of_empty_params(query)
+    )
+
+
 def _mixed_plus_forms(value: str) -> list[str]:
     """Form encodings of a decoded value where each "+" was a space (+) or a literal plus (%2B)."""
     first, *rest = [quote_plus(segment, safe="") for segment in value.split("+")]
@@ -116,6 +160,24 @@ def _mixed_plus_query_strings(query: Sequence[tuple[str, str]]) -> Iterator[str]
         yield "&".join(f"{name}={value}" for name, value in zip(names, values, strict=True))
 
 
+def match_signature(
+    signature: str | None,
+    urls: Iterable[str],
+    params: Mapping[str, str],
+    tokens: Iterable[tuple[TokenRole, str]],
+) -> SignatureMatch | None:
+    """The candidate URL, and the token, that signed these form parameters, if any."""
+    if not signature:
+        return None
+    url_list = list(urls)
+    for role, token in tokens:
+        validator = RequestValidator(token)
+        for url in url_list:
+            if validator.validate(url, dict(params), signature):
+                return SignatureMatch(url, role)
+    return None
+
+
 def matching_url(
     signature: str | None,
     urls: Iterable[str],
@@ -123,15 +185,8 @@ def matching_url(
     tokens: Iterable[str],
 ) -> str | None:
     """The candidate URL some token signed with these form parameters, if any."""
-    if not signature:
-        return None
-    url_list = list(urls)
-    for token in tokens:
-        validator = RequestValidator(token)
-        for url in url_list:
-            if validator.validate(url, dict(params), signature):
-                return url
-    return None
+    match = match_signature(signature, urls, params, ((TokenRole.PRIMARY, token) for token in tokens))
+    return match.url if match else None
 
 
 def is_valid_signature(
