@@ -52,6 +52,15 @@ ERROR_EVENT_BUS_NAME = "ErrorEventBusName"
 ERROR_EVENT_BUS_ARN = "ErrorEventBusArn"
 ALERTS_TOPIC_ARN = "AlertsTopicArn"
 NUMBER_FLAGS_TABLE_NAME = "NumberFlagsTableName"
+ALERTS_INBOX_QUEUE_URL = "AlertsInboxQueueUrl"
+IDEMPOTENCY_TABLE_NAME = "IdempotencyTableName"
+EXECUTE_API_DOMAIN = "ExecuteApiDomain"
+CALLBACK_ROUTES = "CallbackRoutes"
+PUBLIC_BASE_URL = "PublicBaseUrl"
+REJECTED_BUCKET_NAME = "RejectedBucketName"
+REJECTED_PREFIX_OUTPUT = "RejectedPrefix"
+VALIDATOR_LOG_GROUP_NAME = "ValidatorLogGroupName"
+API_ACCESS_LOG_GROUP_NAME = "ApiAccessLogGroupName"
 
 _MISSING_STACK_CODES = frozenset({"ValidationError", "StackNotFoundException"})
 
