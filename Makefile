@@ -21,7 +21,12 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 CHECKOV_VERSION ?= 3.3.30
 
-.PHONY: help venv lint format templates security unit test build run load bench clean
+# The ingest stack first: the others import its topic.
+INGEST_STACK := StatusCallbackHandler
+DEPLOY_ORDER := $(INGEST_STACK) $(filter-out $(INGEST_STACK),$(STACKS))
+SAM_ARGS ?=
+
+.PHONY: help venv lint format templates security unit test build deploy run load bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +76,12 @@ build: $(STAMP) ## sam build every stack into .aws-sam/<stack>
 		PATH="$(SAM_PATH)" $(BIN)/sam build --region $(REGION) \
 			--template-file aws_stacks/$$stack/template.yaml \
 			--build-dir .aws-sam/$$stack --cache-dir .aws-sam/cache/$$stack || exit 1; \
+	done
+
+deploy: build ## sam deploy every stack from samconfig.toml, ingest first (STACK=<Name> for one; SAM_ARGS for more flags)
+	@for stack in $(if $(STACK),$(STACK),$(DEPLOY_ORDER)); do \
+		echo "sam deploy $$stack"; \
+		PATH="$(SAM_PATH)" $(BIN)/sam deploy --config-file samconfig.toml --config-env $$stack $(SAM_ARGS) || exit 1; \
 	done
 
 run: $(STAMP) ## Run the whole pipeline on this machine until Ctrl-C (AWS_PORT, PORT, TWILIO_AUTH_TOKEN)
