@@ -140,4 +140,3 @@ class RejectedStore:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield str(item["Key"])
-
