@@ -352,6 +352,13 @@ def run(
     return report
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
 def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add the ``verify`` subcommand."""
     parser = subparsers.add_parser(
@@ -372,7 +379,7 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="longest wait for the probes (default: the stacks' batching windows plus a margin)",
     )
