@@ -61,6 +61,15 @@ REJECTED_BUCKET_NAME = "RejectedBucketName"
 REJECTED_PREFIX_OUTPUT = "RejectedPrefix"
 VALIDATOR_LOG_GROUP_NAME = "ValidatorLogGroupName"
 API_ACCESS_LOG_GROUP_NAME = "ApiAccessLogGroupName"
+VALIDATOR_FUNCTION_NAME = "ValidatorFunctionName"
+ARCHIVER_FUNCTION_NAME = "ArchiverFunctionName"
+WRITER_FUNCTION_NAME = "WriterFunctionName"
+ROUTER_FUNCTION_NAME = "RouterFunctionName"
+ALERTER_FUNCTION_NAME = "AlerterFunctionName"
+FLAGGER_FUNCTION_NAME = "FlaggerFunctionName"
+
+# Stack parameters the tool reads (DescribeStacks ``Parameters``).
+BATCHING_WINDOW_PARAMETER = "MaximumBatchingWindowInSeconds"
 
 _MISSING_STACK_CODES = frozenset({"ValidationError", "StackNotFoundException"})
 
@@ -99,6 +108,7 @@ class DeployedStack:
     name: str
     status: str
     outputs: Mapping[str, str]
+    parameters: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -215,7 +225,13 @@ def discover(
                 str(output["OutputKey"]): str(output.get("OutputValue", ""))
                 for output in _as_dicts(description.get("Outputs"))
             }
-            found[role] = DeployedStack(role, names[role], str(description.get("StackStatus")), outputs)
+            parameters = {
+                str(parameter["ParameterKey"]): str(parameter.get("ParameterValue", ""))
+                for parameter in _as_dicts(description.get("Parameters"))
+            }
+            found[role] = DeployedStack(
+                role, names[role], str(description.get("StackStatus")), outputs, parameters
+            )
     except EndpointConnectionError as error:
         raise PipelineUnavailableError(
             f"cannot reach the AWS endpoint {error.kwargs.get('endpoint_url', '')}. {_HOW_TO_START}"

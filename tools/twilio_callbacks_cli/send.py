@@ -18,7 +18,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +59,15 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request with the response it got: ``verify`` reads the body and headers, ``send`` only counts."""
+
+    outcome: Outcome
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 @dataclass
@@ -146,6 +155,10 @@ class HttpSender:
             connection.close()
 
     def send(self, request: SignedRequest) -> Outcome:
+        return self.exchange(request).outcome
+
+    def exchange(self, request: SignedRequest) -> Exchange:
+        """POST the request; the response's status, headers (names lower-cased) and body."""
         parts = urlsplit(request.url)
         target = parts.path or "/"
         if parts.query:
@@ -159,17 +172,18 @@ class HttpSender:
             try:
                 connection.request("POST", target, body=body, headers=dict(request.headers))
                 response = connection.getresponse()
-                response.read()
+                content = response.read()
                 if response.will_close:
                     self._forget(parts.scheme, parts.netloc)
-                return Outcome(response.status, time.perf_counter() - started)
+                headers = {name.lower(): value for name, value in response.getheaders()}
+                return Exchange(Outcome(response.status, time.perf_counter() - started), headers, content)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
                 self._forget(parts.scheme, parts.netloc)
                 if attempt == 2:
-                    return Outcome(None, time.perf_counter() - started, type(error).__name__)
+                    return Exchange(Outcome(None, time.perf_counter() - started, type(error).__name__))
             except (OSError, http.client.HTTPException) as error:
                 self._forget(parts.scheme, parts.netloc)
-                return Outcome(None, time.perf_counter() - started, type(error).__name__)
+                return Exchange(Outcome(None, time.perf_counter() - started, type(error).__name__))
         raise AssertionError("unreachable")
 
 
