@@ -88,3 +88,13 @@ def test_the_subject_fits_sns_limits_whatever_the_event_holds() -> None:
 def test_the_handler_reads_its_topic_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALERTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:alerts")
     assert alert_handler.Settings.from_env({"ALERTS_TOPIC_ARN": "arn:x"}).topic_arn == "arn:x"
+
+
+def test_a_probe_from_verify_is_labelled_so_on_call_can_ignore_it() -> None:
+    # Given an error callback that `twilio-callbacks verify` sent (its form carries the probe marker)
+    record = error_callback("30005", TwilioCallbacksVerify="run42")
+    alert = alert_message(error_detail(record))
+
+    # Then subscribers still receive it (verify checks they do), marked as a probe needing no action
+    assert alert.subject.startswith("[probe run42] [info] Twilio error 30005")
+    assert alert.text.startswith("A probe sent by `twilio-callbacks verify` (run run42): no action needed.")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from status_callbacks.record import build_record
+from status_callbacks.record import PROBE_MARKER, build_record
 from twilio_callbacks_cli.scenarios import (
     CALLBACK_ROUTE,
     CALLBACK_WITH_PARAMS_ROUTE,
@@ -31,8 +31,8 @@ from twilio_callbacks_cli.scenarios import (
 )
 from twilio_callbacks_cli.send import Exchange, HttpSender
 
-# The form parameter marking a callback as a probe (contract with analysts: filter on it).
-VERIFY_MARKER = "TwilioCallbacksVerify"
+# The form parameter marking a callback as a probe (the record contract's; analysts filter on it).
+VERIFY_MARKER = PROBE_MARKER
 PROBE_ERROR_CODE = "30005"
 REQUEST_ID_HEADER = "apigw-requestid"
 # Every character a custom value can trip on: space, &, =, +, /, a non-ASCII letter and a quote.

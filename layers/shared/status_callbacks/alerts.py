@@ -56,12 +56,18 @@ def alert_message(detail: Mapping[str, Any]) -> AlertMessage:
     severity = _single_line(detail.get("Severity") or route.severity)
     reason = _single_line(detail.get("Reason") or route.reason)
     resource = f"{record.product} {record.sid or '(no SID)'}"
-    subject = _single_line(f"[{severity}] Twilio error {code} on {resource}")[:MAX_SUBJECT_CHARACTERS]
+    probe = f"[probe {record.probe_run}] " if record.probe_run else ""
+    subject = _single_line(f"{probe}[{severity}] Twilio error {code} on {resource}")[:MAX_SUBJECT_CHARACTERS]
     actions = [
         Action(action) for action in detail.get("Actions") or () if action in Action.__members__.values()
     ]
     received = datetime.fromtimestamp(record.received_at / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     lines = [
+        *(
+            [f"A probe sent by `twilio-callbacks verify` (run {record.probe_run}): no action needed.", ""]
+            if record.probe_run
+            else []
+        ),
         f"Twilio error {code} on {resource} (status {record.status or 'unknown'})",
         "",
         reason.rstrip(".") + ".",

@@ -17,6 +17,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 SCHEMA_VERSION = 1
+# A form parameter Twilio never sends: `twilio-callbacks verify` marks its probe callbacks with it
+# (value: the run id), so analysts leave probes out and alerts say they are probes.
+PROBE_MARKER = "TwilioCallbacksVerify"
 
 
 class MalformedBodyError(ValueError):
@@ -112,6 +115,11 @@ class CallbackRecord:
     twilio: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def probe_run(self) -> str | None:
+        """The ``verify`` run that sent this callback, when it is a probe."""
+        return self.twilio.get(PROBE_MARKER) or None
 
     def to_dict(self) -> dict[str, Any]:
         return {
