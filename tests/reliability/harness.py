@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from tests.reliability.emulator import linear_sqs
 from twilio_callbacks_cli.local import LocalPipeline
 from twilio_callbacks_cli.local.aws import Clients
 from twilio_callbacks_cli.local.pollers import MAX_BATCHING_WINDOW_SECONDS
+from twilio_callbacks_cli.local.traffic import AwsRequest
 from twilio_callbacks_cli.reconcile import (
     AlertObserver,
     ClientFactory,
@@ -86,8 +88,13 @@ def set_queue_retries(
     The templates size these for Lambda timeouts of 30-60 s; locally a retry
     then waits minutes. ``queues`` names outputs without ``QueueUrl`` (e.g.
     ``Ingest``); default every work queue.
+
+    Returns once the change is in force for every poller of a changed queue
+    (see `PollsRestarted`): a receive already waiting when the attribute
+    changed hands out its messages with the old visibility timeout.
     """
     sqs = client_factory(pipeline)("sqs")
+    changed: list[str] = []
     for name, url in sinks_of(pipeline).queues.items():
         if name.startswith("internal:") or (queues is not None and name not in queues):
             continue
@@ -98,6 +105,67 @@ def set_queue_retries(
             policy["maxReceiveCount"] = max_receive_count
             attributes["RedrivePolicy"] = json.dumps(policy)
         sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+        changed.append(url)
+    # Installed only now: every receive it sees reads the new attributes.
+    restarted = PollsRestarted(polled_queue_names(pipeline) & {queue_name(url) for url in changed})
+    pipeline.traffic.add_interceptor(restarted)
+    try:
+        restarted.wait(POLL_RESTART_SECONDS)
+    finally:
+        pipeline.traffic.remove_interceptor(restarted)
+
+
+# A poller's long poll lasts about a second (up to two in moto); allow for a busy machine.
+POLL_RESTART_SECONDS = 30.0
+
+
+def queue_name(queue_url_or_arn: str) -> str:
+    """A queue's name, from its URL or ARN."""
+    return queue_url_or_arn.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+
+
+def polled_queue_names(pipeline: LocalPipeline) -> set[str]:
+    """The queues an event source mapping (one poller thread each) receives from."""
+    assert pipeline.deployment is not None
+    return {queue_name(spec.queue_arn) for spec in pipeline.deployment.event_sources if spec.enabled}
+
+
+class PollsRestarted:
+    """A `Traffic` observer: set once every named queue received a ReceiveMessage after it was installed.
+
+    moto reads a queue's ``VisibilityTimeout`` when a ReceiveMessage arrives,
+    before it waits for messages (AWS, too, says attribute changes take time
+    to propagate). A poller's long poll that began before a change would
+    hand the first messages of a test the template's timeout (the validator's
+    240 s), and a callback the test fails on purpose would not come back
+    before its deadline. Each queue has one poller thread, receiving one
+    call at a time: its next ReceiveMessage means the old poll has returned.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._waiting = set(names)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if not self._waiting:
+            self._done.set()
+
+    def __call__(self, request: AwsRequest) -> None:
+        if request.service != "sqs" or request.operation != "ReceiveMessage":
+            return
+        try:
+            url = str(json.loads(request.body).get("QueueUrl", ""))
+        except (ValueError, AttributeError):
+            url = (parse_qs(request.body.decode("utf-8", "replace")).get("QueueUrl") or [""])[0]
+        with self._lock:
+            self._waiting.discard(queue_name(url))
+            if not self._waiting:
+                self._done.set()
+
+    def wait(self, seconds: float) -> None:
+        if not self._done.wait(seconds):
+            with self._lock:
+                waiting = sorted(self._waiting)
+            raise AssertionError(f"not within {seconds} s: a new receive by the pollers of {waiting}")
 
 
 T = TypeVar("T")
