@@ -19,6 +19,11 @@ from typing import Any
 
 import boto3
 
+from status_callbacks.rejected import RejectedRequest, plan_rejected_objects, string_attributes
+from status_callbacks.tokens import AuthTokens
+from status_callbacks.validation import Destination, Rejection, validate_callback
+from tests.support.api_gateway import forward
+from tests.support.signing import TwilioRequest
 from twilio_callbacks_cli.cfn import load_template
 from twilio_callbacks_cli.discovery import DEFAULT_STACK_NAMES
 
@@ -26,7 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STACKS_DIR = REPO_ROOT / "aws_stacks"
 REGION = "us-east-1"
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
-API_BASE_URL = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
+API_DOMAIN = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
+API_BASE_URL = f"https://{API_DOMAIN}"
+CALLBACK_ROUTES = "POST /twilio,POST /twilio-params"
 NUMBER_FLAGS_TABLE = "NumberFlagsTable"
 
 # Used when the error router's template does not declare its flags table (yet).
@@ -165,12 +172,18 @@ def build_pipeline(roles: tuple[str, ...] = tuple(DEFAULT_STACK_NAMES), prefix: 
             clients["secretsmanager"].create_secret(
                 Name=secret, SecretString=json.dumps({"AUTH_TOKEN": AUTH_TOKEN})
             )
+            rejected = f"{stack.name.lower()}-rejectedrequestsbucket"
+            clients["s3"].create_bucket(Bucket=rejected)
             stack.outputs.update(
                 ApiBaseUrl=API_BASE_URL,
                 CallbackUrl=f"{API_BASE_URL}/twilio",
                 CallbackWithParamsUrl=f"{API_BASE_URL}/twilio-params",
                 TopicArn=topic,
                 AuthTokenSecretName=secret,
+                ExecuteApiDomain=API_DOMAIN,
+                CallbackRoutes=CALLBACK_ROUTES,
+                RejectedBucketName=rejected,
+                RejectedPrefix="rejected/",
             )
         elif role == "s3":
             bucket = f"{stack.name.lower()}-archivebucket"
@@ -201,3 +214,70 @@ def build_pipeline(roles: tuple[str, ...] = tuple(DEFAULT_STACK_NAMES), prefix: 
         register_stack(clients["cloudformation"], stack)
         stacks[role] = stack
     return FakePipeline(stacks, clients)
+
+
+# --- the rejected-request store, as the validator fills it ---------------------------------------
+
+WRONG_AUTH_TOKEN = "fedcba9876543210fedcba9876543210"
+
+
+def rejected_by_validator(
+    request: TwilioRequest,
+    message_id: str,
+    received_at: int,
+    token: str = WRONG_AUTH_TOKEN,
+    public_base_url: str | None = None,
+) -> RejectedRequest:
+    """The request the validator keeps for this HTTP request when it decides with ``token``.
+
+    The request goes through api.yaml's mapping as API Gateway forwards it, then
+    through the layer's own validation.
+    """
+    message = forward(request)
+    result = validate_callback(
+        message.body,
+        message.attributes,
+        AuthTokens(token),
+        received_at,
+        public_base_url,
+        destination=Destination.of(API_DOMAIN, CALLBACK_ROUTES),
+    )
+    assert isinstance(result, Rejection), f"the validator accepts this request: {result}"
+    return RejectedRequest(
+        message_id=message_id,
+        received_at=received_at,
+        reason=result.reason,
+        body=message.body,
+        attributes=string_attributes(message.attributes),
+        detail=result.detail,
+        source_ip=result.source_ip,
+    )
+
+
+def keep_rejected(pipeline: FakePipeline, requests: list[RejectedRequest]) -> list[str]:
+    """Write requests to the store as one validator invocation does; the keys written."""
+    keys = []
+    for rejected_object in plan_rejected_objects(requests):
+        pipeline.s3.put_object(
+            Bucket=pipeline.output("RejectedBucketName"), Key=rejected_object.key, Body=rejected_object.body()
+        )
+        keys.append(rejected_object.key)
+    return keys
+
+
+def rejected_keys(pipeline: FakePipeline) -> list[str]:
+    """Every object in the rejected-request store."""
+    listing = pipeline.s3.list_objects_v2(Bucket=pipeline.output("RejectedBucketName"), Prefix="rejected/")
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def replace_outputs(pipeline: FakePipeline, role: str, **outputs: str | None) -> None:
+    """Redeploy one stack with some outputs changed (None removes one)."""
+    stack = pipeline.stacks[role]
+    pipeline.clients["cloudformation"].delete_stack(StackName=stack.name)
+    for key, value in outputs.items():
+        if value is None:
+            stack.outputs.pop(key, None)
+        else:
+            stack.outputs[key] = value
+    register_stack(pipeline.clients["cloudformation"], stack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class CapturedRequest:
     path: str
     headers: dict[str, str]
     body: str
+    # The SQS message id answered, as API Gateway's SQS-SendMessage integration answers: m-1, m-2 …
+    message_id: str = ""
 
 
 @dataclass
@@ -51,7 +54,10 @@ class CallbackServer:
 
 @pytest.fixture
 def callback_server() -> Iterator[CallbackServer]:
-    """A local server on a free port answering every POST with the status in ``server.status[0]``."""
+    """A local server on a free port answering every POST with the status in ``server.status[0]``.
+
+    The answer is API Gateway's to an SQS-SendMessage integration, message ids numbered in arrival order.
+    """
     captured: list[CapturedRequest] = []
     status = [200]
     lock = threading.Lock()
@@ -65,8 +71,10 @@ def callback_server() -> Iterator[CallbackServer]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length).decode("utf-8")
             with lock:
-                captured.append(CapturedRequest(self.path, dict(self.headers.items()), body))
-            payload = b'{"ok":true}'
+                message_id = f"m-{len(captured) + 1}"
+                captured.append(CapturedRequest(self.path, dict(self.headers.items()), body, message_id))
+            result = {"SendMessageResult": {"MessageId": message_id}}
+            payload = json.dumps({"SendMessageResponse": result}).encode("utf-8")
             self.send_response(status[0])
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

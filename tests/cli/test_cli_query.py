@@ -15,6 +15,10 @@ import pytest
 
 from status_callbacks import archive, error_routing, status_store
 from status_callbacks.record import CallbackRecord, build_record
+from status_callbacks.validation import RejectionReason
+from tests.cli.builders import API_BASE_URL, keep_rejected, rejected_by_validator, replace_outputs
+from tests.support.signing import message_status_params, signed_callback
+from twilio_callbacks_cli import query
 from twilio_callbacks_cli.main import main
 from twilio_callbacks_cli.query import mask_number, parse_time
 from twilio_callbacks_cli.scenarios import Kind, ScenarioOptions, generate
@@ -125,6 +129,62 @@ def test_unknown_sid_exits_4(pipeline, capsys):
     assert code == 4
     assert out == ""
     assert "no callbacks stored for SM" in err
+
+
+def rejected_for(pipeline, sid, received_ats):
+    """Forged or wrong-token callbacks naming this SID, kept by the validator, one object each."""
+    url = f"{API_BASE_URL}/twilio"
+    for index, received_at in enumerate(received_ats):
+        request = signed_callback(url, message_status_params(MessageSid=sid, SmsSid=sid), "not-the-token")
+        keep_rejected(pipeline, [rejected_by_validator(request, f"m-{sid[-4:]}-{index}", received_at)])
+
+
+def test_a_sid_with_nothing_stored_but_rejected_requests_says_why(pipeline, capsys):
+    # Given no callbacks stored for a SID, but two requests for it rejected today (and one 8 days ago)
+    sid = "SM" + "7" * 32
+    eight_days_ago = NOW_MS - 8 * 24 * 60 * MINUTE_MS
+    rejected_for(pipeline, sid, [eight_days_ago, NOW_MS - 20 * MINUTE_MS, NOW_MS - MINUTE_MS])
+    # When it is queried
+    code, out, err = run(capsys, "message", sid)
+    code_json, out_json, _ = run(capsys, "message", sid, "--json")
+    # Then it still exits 4, but says when and why its requests were rejected, and how to replay them
+    assert code == code_json == 4
+    assert f"requests for {sid} rejected in the last 7 days: 2" in out
+    assert f"InvalidSignature: {RejectionReason.INVALID_SIGNATURE.remedy}" in out
+    day = datetime.fromtimestamp((NOW_MS - 20 * MINUTE_MS) / 1000, tz=UTC).strftime("%Y-%m-%d")
+    assert f"twilio-callbacks rejected replay --since {day}" in out
+    assert f"no callbacks stored for {sid}, but rejected requests for it are kept (2)" in err
+    report = json.loads(out_json)
+    assert report["events"] == []
+    assert [r["reason"] for r in report["rejected"]["requests"]] == ["InvalidSignature"] * 2
+    assert report["rejected"]["truncated"] is False
+
+
+def test_a_stored_sid_lists_its_rejected_requests_after_its_history(pipeline, capsys):
+    # Given a message's lifecycle stored, and one more request for it rejected
+    lifecycle = next(iter(generate(ScenarioOptions(seed=5))))
+    store(pipeline, records_of(lifecycle, NOW_MS - 10 * MINUTE_MS))
+    rejected_for(pipeline, lifecycle.sid, [NOW_MS - MINUTE_MS])
+    # When it is queried
+    code, out, _ = run(capsys, "message", lifecycle.sid)
+    _, out_json, _ = run(capsys, "message", lifecycle.sid, "--json")
+    # Then the history comes first, then the rejection
+    assert code == 0
+    rejections = f"requests for {lifecycle.sid} rejected in the last 7 days: 1"
+    assert out.index("current status") < out.index(rejections)
+    assert len(json.loads(out_json)["rejected"]["requests"]) == 1
+
+
+def test_the_sid_search_reads_a_bounded_number_of_objects_and_says_so(pipeline, capsys, monkeypatch):
+    # Given three objects naming a SID, and a search bounded to the newest two
+    sid = "SM" + "8" * 32
+    rejected_for(pipeline, sid, [NOW_MS - 3 * MINUTE_MS, NOW_MS - 2 * MINUTE_MS, NOW_MS - MINUTE_MS])
+    monkeypatch.setattr(query, "MAX_REJECTED_OBJECTS", 2)
+    # When it is queried
+    _, out, _ = run(capsys, "message", sid)
+    # Then the two newest are shown, and the bound is said
+    assert "rejected in the last 7 days: 2" in out
+    assert "searched the newest 2 of 3 rejected-request objects" in out
 
 
 # --- errors ------------------------------------------------------------------------
@@ -344,3 +404,75 @@ def test_query_needs_its_stack(aws, capsys):
     code, _, err = run(capsys, "message", "SM" + "1" * 32)
     assert code == 3
     assert "SaveStatusCallbackToDynamo" in err
+
+
+# --- alerts ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def inbox(pipeline):
+    """The error stack's inbox queue subscribed to its alerts topic as the template does (envelope kept)."""
+    sqs = pipeline.sqs
+    url = pipeline.output("AlertsInboxQueueUrl")
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns = pipeline.clients["sns"]
+    topic = pipeline.output("AlertsTopicArn")
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "false"})
+
+    def alert(subject, text):
+        sns.publish(TopicArn=topic, Subject=subject, Message=text)
+
+    return alert
+
+
+def test_alerts_show_as_a_person_receives_them_and_stay_in_the_inbox(inbox, capsys):
+    # Given two alerts published to the alerts topic
+    inbox("[high] Twilio error 30003 on message SM1", "Twilio error 30003 on message SM1\n\nUnreachable.\n")
+    inbox("[high] Twilio error 30005 on message SM2", "Twilio error 30005 on message SM2\n")
+    # When the inbox is read twice
+    code, out, _ = run(capsys, "alerts")
+    code_again, out_json, _ = run(capsys, "alerts", "--json")
+    # Then each alert reads subject line, blank line, text
+    assert code == code_again == 0
+    assert "alerts since" in out and ": 2, left in the inbox" in out
+    subject = "[high] Twilio error 30003 on message SM1"
+    assert f"{subject}\n\nTwilio error 30003 on message SM1\n\nUnreachable." in out
+    # And reading took nothing out of the inbox
+    report = json.loads(out_json)
+    assert [alert["subject"] for alert in report["alerts"]] == [
+        "[high] Twilio error 30003 on message SM1",
+        "[high] Twilio error 30005 on message SM2",
+    ]
+    assert report["alerts"][1]["text"] == "Twilio error 30005 on message SM2\n"
+
+
+def test_alerts_clear_deletes_what_was_shown(inbox, capsys):
+    inbox("[high] one", "one\n")
+
+    code, out, _ = run(capsys, "alerts", "--clear")
+    _, after, _ = run(capsys, "alerts")
+
+    assert code == 0
+    assert "1 deleted from the inbox" in out
+    assert after.strip().endswith(": none")
+
+
+def test_alerts_before_since_are_neither_shown_nor_cleared(inbox, capsys):
+    inbox("[high] one", "one\n")
+    later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+
+    _, out, _ = run(capsys, "alerts", "--since", later, "--clear")
+    _, after, _ = run(capsys, "alerts", "--json")
+
+    assert out.strip().endswith(": none")
+    assert len(json.loads(after)["alerts"]) == 1
+
+
+def test_alerts_without_an_inbox_exit_4_and_say_how_to_enable_it(pipeline, capsys):
+    replace_outputs(pipeline, "errors", AlertsInboxQueueUrl=None)
+
+    code, out, err = run(capsys, "alerts")
+
+    assert code == 4
+    assert out == ""
+    assert "AlertsInbox=Enabled" in err

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from moto.server import ThreadedMotoServer
 from twilio.request_validator import RequestValidator
 
 from status_callbacks.record import parse_form_body
 from status_callbacks.signature import candidate_urls, is_valid_signature
-from tests.cli.builders import register_stack
+from tests.cli.builders import API_BASE_URL, keep_rejected, register_stack, rejected_by_validator
+from tests.support.signing import message_status_params, signed_callback
+from twilio_callbacks_cli import send
 from twilio_callbacks_cli.main import main
 from twilio_callbacks_cli.scenarios import ScenarioOptions, generate
 from twilio_callbacks_cli.send import Outcome, Summary, send_lifecycles
@@ -176,7 +181,9 @@ def test_unreachable_api_is_reported(capsys):
 def test_human_summary_reads_as_a_table(callback_server, capsys):
     code, out, _ = run_send(capsys, "--url", callback_server.url, "--auth-token", TOKEN, "--count", "2")
     assert code == 0
-    assert "callbacks sent  6" in out
+    assert re.search(r"^callbacks sent +6$", out, re.MULTILINE)
+    # requests that got no HTTP response, not requests the validator refused
+    assert re.search(r"^transport errors +0$", out, re.MULTILINE)
     assert "response  count" in out
     assert "200       6" in out
     assert TOKEN not in out
@@ -272,3 +279,55 @@ def test_send_lifecycles_is_reusable_with_any_sender():
     assert report["http_status_counts"] == {"202": 5, "503": 4}
     assert report["failures"] == 4
     assert Summary(outcomes=[Outcome(200, 0.001 * n) for n in range(1, 101)]).percentile_ms(99) == 99.0
+
+
+@pytest.fixture
+def emulator(pipeline, monkeypatch):
+    """The stacks served by moto's server, as the local runner serves them (AWS_ENDPOINT_URL set)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    yield pipeline
+    server.stop()
+
+
+def test_against_the_local_pipeline_send_reports_what_the_validator_rejected(
+    emulator, callback_server, capsys
+):
+    # Given the validator kept the second request sent (the server answers message ids m-1, m-2, m-3)
+    forged = signed_callback(f"{API_BASE_URL}/twilio", message_status_params(), "not-the-token")
+    keep_rejected(emulator, [rejected_by_validator(forged, "m-2", int(time.time() * 1000))])
+    # When a message lifecycle (three callbacks) is sent
+    code, out, _ = run_send(capsys, "--url", callback_server.url, "--auth-token", TOKEN, "--json")
+    # Then the summary says which of them the validator rejected, and why
+    assert code == 0
+    assert json.loads(out)["rejected"] == {
+        "count": 1,
+        "by_reason": {"InvalidSignature": 1},
+        "checked": 3,
+        "ingest_queue_drained": True,
+    }
+    _, text, _ = run_send(capsys, "--url", callback_server.url, "--auth-token", TOKEN)
+    assert re.search(r"^rejected by validator +0 of 3$", text, re.MULTILINE)
+
+
+def test_send_says_when_the_ingest_queue_did_not_drain(emulator, callback_server, capsys, monkeypatch):
+    # Given a message the validator never takes off the ingest queue, and a short wait
+    emulator.sqs.send_message(QueueUrl=emulator.output("IngestQueueUrl"), MessageBody="stuck")
+    monkeypatch.setattr(send, "DRAIN_SECONDS", 0.5)
+    forged = signed_callback(f"{API_BASE_URL}/twilio", message_status_params(), "not-the-token")
+    keep_rejected(emulator, [rejected_by_validator(forged, "m-1", int(time.time() * 1000))])
+    # When a lifecycle is sent
+    code, out, _ = run_send(capsys, "--url", callback_server.url, "--auth-token", TOKEN)
+    # Then what is known is reported, and that more may follow
+    assert code == 0
+    assert "1 of 3 (InvalidSignature 1); the ingest queue was not drained within 0.5 s" in out
+    assert "twilio-callbacks rejected list --since 1h" in out
+
+
+def test_against_aws_send_does_not_look_for_rejections(pipeline, callback_server, capsys):
+    code, out, _ = run_send(capsys, "--url", callback_server.url, "--auth-token", TOKEN, "--json")
+
+    assert code == 0
+    assert json.loads(out)["rejected"] is None

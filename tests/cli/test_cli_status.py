@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 
 from moto.server import ThreadedMotoServer
 
 from status_callbacks import archive
 from status_callbacks.record import build_record
+from status_callbacks.validation import RejectionReason
+from tests.cli.builders import API_BASE_URL, keep_rejected, rejected_by_validator
+from tests.support.signing import form_body, message_status_params, signed_callback, unsigned_callback
 from twilio_callbacks_cli.main import main
 
 REQUIRED_KEYS = {
@@ -191,3 +196,36 @@ def test_unreachable_endpoint_is_reported(capsys, monkeypatch):
     code, _, err = run(capsys, "status")
     assert code == 3
     assert "cannot reach the AWS endpoint" in err and "twilio-callbacks local" in err
+
+
+def test_status_counts_the_last_days_rejections_with_the_largest_reasons_remedy(pipeline, capsys):
+    # Given forgeries and a wrong-token spell today, unsigned requests, and an older rejection
+    now_ms = int(time.time() * 1000)
+    url = f"{API_BASE_URL}/twilio"
+    signed = [signed_callback(url, message_status_params(), "not-the-token") for _ in range(3)]
+    unsigned = unsigned_callback(url, form_body(message_status_params()))
+    kept = [rejected_by_validator(request, f"m-{n}", now_ms - 60_000) for n, request in enumerate(signed)]
+    keep_rejected(pipeline, [*kept, rejected_by_validator(unsigned, "m-unsigned", now_ms - 60_000)])
+    keep_rejected(pipeline, [rejected_by_validator(signed[0], "m-old", now_ms - 30 * 3_600_000)])
+    # When status is asked for
+    code, out, _ = run(capsys, "status", "--json")
+    _, text, _ = run(capsys, "status")
+    # Then the last 24 hours are counted by reason
+    assert code == 0
+    rejected = json.loads(out)["rejected"]
+    assert rejected["window"] == "24h"
+    assert rejected["total"] == 4
+    assert rejected["by_reason"] == {"InvalidSignature": 3, "MissingSignature": 1}
+    since = datetime.fromisoformat(rejected["since"].replace("Z", "+00:00")).timestamp() * 1000
+    assert abs(since - (now_ms - 24 * 3_600_000)) < 60_000
+    # And the text names the remedy of the largest reason and the replay command
+    assert "requests rejected in the last 24 h: 4 (InvalidSignature 3, MissingSignature 1)" in text
+    assert f"InvalidSignature: {RejectionReason.INVALID_SIGNATURE.remedy}" in text
+    assert "twilio-callbacks rejected replay --since 24h" in text
+
+
+def test_status_without_rejections_says_0(pipeline, capsys):
+    code, out, _ = run(capsys, "status")
+
+    assert code == 0
+    assert "requests rejected in the last 24 h: 0" in out

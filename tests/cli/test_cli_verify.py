@@ -24,7 +24,7 @@ from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.discovery import DeployedStack, Pipeline
 from twilio_callbacks_cli.errors import PipelineUnavailableError
 from twilio_callbacks_cli.scenarios import SIGNATURE_HEADER, Signing, sign
-from twilio_callbacks_cli.send import Exchange, HttpSender, Outcome
+from twilio_callbacks_cli.send import Exchange, HttpSender, Outcome, queued_message_id
 from twilio_callbacks_cli.verify import (
     DEFAULT_BATCHING_WINDOW_SECONDS,
     MARGIN_SECONDS,
@@ -47,7 +47,6 @@ from twilio_callbacks_cli.verify_probes import (
     ProbeKind,
     Sent,
     build_probes,
-    find_message_id,
     send_probes,
 )
 from twilio_callbacks_cli.verify_stages import (
@@ -173,7 +172,7 @@ def test_missing_parameter_probe_is_left_out_when_the_route_declares_none():
     ],
 )
 def test_find_message_id_wherever_it_is_nested(body, message_id):
-    assert find_message_id(body) == message_id
+    assert queued_message_id(body) == message_id
 
 
 def test_send_probes_keeps_message_ids_and_api_gateway_request_ids():

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from status_callbacks import __version__
-from twilio_callbacks_cli import query, redrive, send, status, verify
+from twilio_callbacks_cli import query, redrive, rejected, send, status, verify
 from twilio_callbacks_cli.aws import AwsTarget
 from twilio_callbacks_cli.discovery import DEFAULT_STACK_NAMES, StackNames
 from twilio_callbacks_cli.errors import EXIT_FAILED, EXIT_UNAVAILABLE, CliError
@@ -49,6 +49,9 @@ examples:
   twilio-callbacks query errors --code 30007 --since 1h
   twilio-callbacks query number +15550100123
   twilio-callbacks redrive --all --dry-run
+  twilio-callbacks rejected list --since 2d
+  twilio-callbacks rejected replay --dry-run
+  twilio-callbacks query alerts --since 1h
   twilio-callbacks verify                         check a deployment end to end with probe callbacks
 
 exit codes: 0 ok, 1 something failed, 2 bad usage, 3 stacks not deployed or
@@ -119,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.register(subparsers, parents)
     query.register(subparsers, parents)
     redrive.register(subparsers, parents)
+    rejected.register(subparsers, parents)
     verify.register(subparsers, parents)
     return parser
 

@@ -1,11 +1,14 @@
 """``query``: what analysts and on-call ask, answered from the stores.
 
 - ``message SID``: a resource's callbacks and its current, lifecycle-aware status
-  (the status store).
+  (the status store), and any request for it the validator rejected in the last
+  7 days (the rejected-request store, a bounded number of objects read).
 - ``errors``: error callbacks by code over a time range (the status store's
   sparse error index), for one code or every code in the routing table.
 - ``number +E164``: the flags kept for a phone number (the error router's table).
 - ``archive``: records read back from one day's S3 partition.
+- ``alerts``: the alerts inbox, each alert as a person receives it, left in
+  place unless ``--clear`` is given.
 
 Lookups are the layer's own (`status_store`, `error_routing`, `archive`), so
 the CLI never restates a key layout. Phone numbers inside callbacks are masked
@@ -25,13 +28,18 @@ from typing import Any
 from status_callbacks import archive, error_routing, status_store
 from status_callbacks.lifecycle import lifecycle_position
 from twilio_callbacks_cli import discovery as keys
+from twilio_callbacks_cli.alerts_inbox import AlertsInbox
 from twilio_callbacks_cli.aws import AwsTarget
-from twilio_callbacks_cli.discovery import ARCHIVE, ERROR_ROUTER, STATUS_STORE, discover
+from twilio_callbacks_cli.discovery import ARCHIVE, ERROR_ROUTER, INGEST, STATUS_STORE, Pipeline, discover
 from twilio_callbacks_cli.errors import EXIT_OK, NotFoundError, UsageError
 from twilio_callbacks_cli.output import iso_ms, key_values, print_json, table
+from twilio_callbacks_cli.rejected_store import RejectedStore, replay_command, route_of
 
 DEFAULT_SINCE = "24h"
 DEFAULT_ARCHIVE_LIMIT = 20
+REJECTED_LOOKBACK = "7d"
+# Objects read when looking a SID up in the rejected store, newest first: bounded, and said so.
+MAX_REJECTED_OBJECTS = 200
 _DURATION = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -119,6 +127,51 @@ def message_report(client: Any, table_name: str, sid: str, show_numbers: bool = 
     }
 
 
+def message_rejections(store: RejectedStore, sid: str, now: datetime) -> dict[str, Any]:
+    """Requests for this SID the validator rejected in the last 7 days (newest objects, bounded)."""
+    search = store.for_sid(sid, epoch_ms(parse_time(REJECTED_LOOKBACK, now)), MAX_REJECTED_OBJECTS)
+    oldest = search.requests[0].received_at if search.requests else None
+    return {
+        "window": REJECTED_LOOKBACK,
+        "objects_read": search.objects_read,
+        "objects_in_window": search.objects_total,
+        "truncated": search.truncated,
+        "requests": [
+            {
+                "received_at": iso_ms(request.received_at),
+                "route": route_of(request),
+                "reason": request.reason.value,
+                "detail": request.detail or None,
+                "remedy": request.reason.remedy,
+                "message_id": request.message_id,
+            }
+            for request in search.requests
+        ],
+        # From the day of the oldest one: the command still covers them all tomorrow.
+        "replay_command": replay_command(str(iso_ms(oldest))[:10]) if oldest is not None else None,
+    }
+
+
+def render_rejections(rejected: Mapping[str, Any], sid: str) -> str | None:
+    """The rejected requests for a SID, or None when there is nothing to say."""
+    lines = []
+    if rejected["requests"]:
+        rows = [[r["received_at"], r["route"], r["reason"], r["detail"]] for r in rejected["requests"]]
+        lines += [
+            f"requests for {sid} rejected in the last 7 days: {len(rows)}",
+            table(["received at", "route", "reason", "detail"], rows),
+            *sorted({f"{r['reason']}: {r['remedy']}" for r in rejected["requests"]}),
+            f"they are kept; once the cause is fixed: {rejected['replay_command']}",
+        ]
+    if rejected["truncated"]:
+        lines.append(
+            f"(searched the newest {rejected['objects_read']} of {rejected['objects_in_window']} "
+            "rejected-request objects of the last 7 days; `twilio-callbacks rejected list --since 7d` "
+            "counts them all)"
+        )
+    return "\n".join(lines) if lines else None
+
+
 def render_message(report: Mapping[str, Any]) -> str:
     header = key_values(
         [
@@ -141,7 +194,9 @@ def render_message(report: Mapping[str, Any]) -> str:
         ]
         for event in report["events"]
     ]
-    return header + "\n\n" + table(["received at", "status", "error", "seq", "route", "custom"], rows)
+    text = header + "\n\n" + table(["received at", "status", "error", "seq", "route", "custom"], rows)
+    rejected = render_rejections(report["rejected"], report["sid"]) if report.get("rejected") else None
+    return f"{text}\n\n{rejected}" if rejected else text
 
 
 # --- errors ------------------------------------------------------------------------
@@ -310,6 +365,64 @@ def render_archive(report: Mapping[str, Any]) -> str:
     )
 
 
+# --- alerts ------------------------------------------------------------------------
+
+
+def alerts_report(inbox: AlertsInbox, since: datetime, clear: bool = False) -> dict[str, Any]:
+    """The alerts received since ``since``, oldest first; deleted when ``clear``, else left in the inbox."""
+    received, truncated = inbox.receive()
+    shown = [alert for alert in received if alert.sent_at >= epoch_ms(since)]
+    cleared = 0
+    try:
+        if clear:
+            cleared = inbox.delete(shown)
+    finally:
+        shown_ids = {alert.message_id for alert in shown} if clear else set()
+        inbox.release([alert for alert in received if alert.message_id not in shown_ids])
+    return {
+        "queue_url": inbox.queue_url,
+        "since": iso_ms(epoch_ms(since)),
+        "truncated": truncated,
+        "cleared": cleared,
+        "alerts": [
+            {
+                "sent_at": iso_ms(alert.sent_at),
+                "subject": alert.subject,
+                "text": alert.text,
+                "message_id": alert.message_id,
+            }
+            for alert in shown
+        ],
+    }
+
+
+def render_alerts(report: Mapping[str, Any]) -> str:
+    alerts = report["alerts"]
+    heading = f"alerts since {report['since']}"
+    if not alerts:
+        return f"{heading}: none"
+    cleared = report["cleared"]
+    kept = f"{cleared} deleted from the inbox" if cleared else "left in the inbox (--clear deletes them)"
+    more = "; more are waiting (limit reached)" if report["truncated"] else ""
+    parts = [f"{heading}: {len(alerts)}, {kept}{more}"]
+    for alert in alerts:
+        subject = alert["subject"] or "(no subject)"
+        parts.append(f"--- {alert['sent_at']}\n{subject}\n\n{alert['text'].rstrip()}")
+    return "\n\n".join(parts)
+
+
+def _alerts_inbox(pipeline: Pipeline, target: AwsTarget) -> AlertsInbox:
+    url = pipeline.output(keys.ALERTS_INBOX_QUEUE_URL)
+    if not url:
+        stack = pipeline.stacks[ERROR_ROUTER].name if ERROR_ROUTER in pipeline.stacks else "the error stack"
+        raise NotFoundError(
+            f"{stack} has no alerts inbox (output {keys.ALERTS_INBOX_QUEUE_URL}): deploy it with the "
+            "parameter AlertsInbox=Enabled (sam deploy --parameter-overrides AlertsInbox=Enabled), which "
+            "subscribes a queue to the alerts topic; alerts sent before that are not in it"
+        )
+    return AlertsInbox(target.client("sqs"), url)
+
+
 # --- command -----------------------------------------------------------------------
 
 
@@ -331,6 +444,10 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
     message = question("message", "a message's or call's callbacks and its current status")
     message.add_argument("sid", help="MessageSid (SM…/MM…), CallSid (CA…) or another resource SID")
     message.add_argument("--show-numbers", action="store_true", help="do not mask phone numbers")
+    message.epilog = (
+        "Requests for the SID the validator rejected in the last 7 days are shown too. Exit codes: 0, "
+        "4 when no callbacks are stored for it (its rejected requests, if any, are printed first)."
+    )
 
     errors = question("errors", "error callbacks by code over a time range")
     errors.add_argument(
@@ -358,6 +475,13 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
         help=f"most records to show (default {DEFAULT_ARCHIVE_LIMIT})",
     )
     archived.add_argument("--show-numbers", action="store_true", help="do not mask phone numbers")
+
+    alerts = question("alerts", "the alerts inbox: each alert as a person receives it")
+    alerts.add_argument(
+        "--since", default=DEFAULT_SINCE, help=f"1h, 30m, 7d, 2026-11-22 or ISO (default {DEFAULT_SINCE})"
+    )
+    alerts.add_argument("--clear", action="store_true", help="delete the alerts shown from the inbox")
+    alerts.epilog = "exit codes: 0 (also when there are none), 4 when the stack has no inbox (AlertsInbox)."
     parser.set_defaults(command=command)
 
 
@@ -365,10 +489,11 @@ def command(args: argparse.Namespace, target: AwsTarget, now: datetime | None = 
     """Run one ``query`` question against the stack that owns its data."""
     moment = now or datetime.fromtimestamp(time.time(), tz=UTC)
     if args.question == "message":
-        pipeline = discover(target, args.stack_names, roles=[STATUS_STORE])
-        table_name = pipeline.require(keys.STATUS_TABLE_NAME, STATUS_STORE)
-        report = message_report(target.client("dynamodb"), table_name, args.sid, args.show_numbers)
-        _emit(report, args.json, render_message)
+        _message(args, target, moment)
+    elif args.question == "alerts":
+        pipeline = discover(target, args.stack_names, roles=[ERROR_ROUTER])
+        inbox = _alerts_inbox(pipeline, target)
+        _emit(alerts_report(inbox, parse_time(args.since, moment), args.clear), args.json, render_alerts)
     elif args.question == "errors":
         pipeline = discover(target, args.stack_names, roles=[STATUS_STORE])
         table_name = pipeline.require(keys.STATUS_TABLE_NAME, STATUS_STORE)
@@ -409,6 +534,29 @@ def command(args: argparse.Namespace, target: AwsTarget, now: datetime | None = 
         )
         _emit(report, args.json, render_archive)
     return EXIT_OK
+
+
+def _message(args: argparse.Namespace, target: AwsTarget, now: datetime) -> None:
+    """A SID's history; rejected requests for it too, which answer "why is nothing stored?"."""
+    pipeline = discover(target, args.stack_names, roles=[STATUS_STORE, INGEST])
+    table_name = pipeline.require(keys.STATUS_TABLE_NAME, STATUS_STORE)
+    rejected = None
+    if pipeline.output(keys.REJECTED_BUCKET_NAME):
+        rejected = message_rejections(RejectedStore.of(pipeline, target.client("s3")), args.sid, now)
+    try:
+        report = message_report(target.client("dynamodb"), table_name, args.sid, args.show_numbers)
+    except NotFoundError:
+        if not rejected or not rejected["requests"]:
+            raise
+        count = len(rejected["requests"])
+        if args.json:
+            print_json({"sid": args.sid, "status": None, "events": [], "rejected": rejected})
+        else:
+            print(render_rejections(rejected, args.sid))
+        message = f"no callbacks stored for {args.sid}, but rejected requests for it are kept ({count})"
+        raise NotFoundError(message) from None
+    report["rejected"] = rejected
+    _emit(report, args.json, render_message)
 
 
 def _emit(report: Mapping[str, Any], as_json: bool, render: Any) -> None:

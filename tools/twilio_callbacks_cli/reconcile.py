@@ -31,6 +31,7 @@ from status_callbacks.error_routing import Action, route_for
 from status_callbacks.lifecycle import lifecycle_position
 from status_callbacks.record import build_record
 from twilio_callbacks_cli.discovery import (
+    ALERTS_INBOX_QUEUE_URL,
     ALERTS_TOPIC_ARN,
     ARCHIVE_BUCKET_NAME,
     ARCHIVE_PREFIX,
@@ -44,7 +45,8 @@ from twilio_callbacks_cli.scenarios import Callback, Lifecycle, Signing
 DEFAULT_ARCHIVE_PREFIX = "callbacks/"
 CURRENT_SORT_KEY = "CURRENT"
 EVENT_PREFIX = "EVENT#"
-_ALERT_EVENT_ID = re.compile(r"event ([0-9a-f]{32})")
+# The alert text's "Event: <id>" line (status_callbacks.alerts); older alerts said "event <id>".
+_ALERT_EVENT_ID = re.compile(r"[Ee]vent:? ([0-9a-f]{32})")
 
 ClientFactory = Callable[[str], Any]
 
@@ -181,11 +183,14 @@ class Sinks:
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str], extra_queues: Mapping[str, str] | None = None) -> Sinks:
-        """From all stacks' outputs merged (``<Name>QueueUrl`` keys name the queues)."""
+        """From all stacks' outputs merged (``<Name>QueueUrl`` keys name the queues).
+
+        The alerts inbox is not one of them: people read it, nothing drains it.
+        """
         queues = {
             key.removesuffix(QUEUE_URL_SUFFIX): url
             for key, url in outputs.items()
-            if key.endswith(QUEUE_URL_SUFFIX) and key != QUEUE_URL_SUFFIX
+            if key.endswith(QUEUE_URL_SUFFIX) and key not in (QUEUE_URL_SUFFIX, ALERTS_INBOX_QUEUE_URL)
         }
         return cls(
             bucket=outputs[ARCHIVE_BUCKET_NAME],
@@ -202,6 +207,12 @@ class Sinks:
                 name: url for name, url in queues.items() if name.endswith(DEAD_LETTER_SUFFIX)
             },
         )
+
+
+def alert_event_id(text: str) -> str | None:
+    """The event id an alert's text names."""
+    match = _ALERT_EVENT_ID.search(text)
+    return match[1] if match else None
 
 
 class AlertObserver:
@@ -231,9 +242,9 @@ class AlertObserver:
             if not messages:
                 return self.alerts
             for message in messages:
-                match = _ALERT_EVENT_ID.search(message.get("Body", ""))
-                if match:
-                    self.alerts[match[1]] += 1
+                event_id = alert_event_id(message.get("Body", ""))
+                if event_id:
+                    self.alerts[event_id] += 1
                 else:
                     self.unreadable += 1
             self._sqs.delete_message_batch(

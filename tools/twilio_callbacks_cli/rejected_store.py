@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from status_callbacks.forwarded import ForwardedRequestError, parse_forwarded_request
+from status_callbacks.record import MalformedBodyError, build_record, parse_form_body
 from status_callbacks.rejected import (
     CONTENT_TYPE,
     REJECTED_PREFIX,
@@ -22,13 +24,15 @@ from status_callbacks.rejected import (
     RejectedRequest,
     day_prefix,
     decode_requests,
-    encode_requests,
-    object_key,
     parse_key,
+    plan_rejected_objects,
 )
 from status_callbacks.storage import put_new_object
-from status_callbacks.validation import RejectionReason
+from status_callbacks.validation import RejectionReason, decode_body
 from twilio_callbacks_cli.discovery import INGEST, REJECTED_BUCKET_NAME, REJECTED_PREFIX_OUTPUT, Pipeline
+
+HOUR_MS = 3_600_000
+REPLAY_COMMAND = "twilio-callbacks rejected replay"
 
 
 def _days(since_ms: int, until_ms: int) -> list[str]:
@@ -43,6 +47,46 @@ def _days(since_ms: int, until_ms: int) -> list[str]:
 
 def _now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def replay_command(since: str, reasons: Iterable[RejectionReason] = ()) -> str:
+    """The command that replays these rejections once their cause is fixed."""
+    return " ".join([REPLAY_COMMAND, "--since", since, *(f"--reason {reason.value}" for reason in reasons)])
+
+
+def form_params(request: RejectedRequest) -> dict[str, str]:
+    """The request's form parameters as the validator reads them (empty when the body is not a form)."""
+    try:
+        return parse_form_body(decode_body(request.body)[0])
+    except MalformedBodyError:
+        return {}
+
+
+def callback_sid(request: RejectedRequest) -> str | None:
+    """The resource SID (MessageSid, CallSid …) the body names, if it is a form naming one."""
+    params = form_params(request)
+    return build_record(params, {}, "", request.received_at).sid if params else None
+
+
+def route_of(request: RejectedRequest) -> str | None:
+    """The route path (``/twilio``) the request was forwarded for, if API Gateway's data is there."""
+    try:
+        return parse_forwarded_request(request.body, request.message_attributes()).route_path
+    except ForwardedRequestError:
+        return None
+
+
+@dataclass(frozen=True)
+class SidSearch:
+    """A bounded search of the store for one SID: what was found and how much was read."""
+
+    requests: list[RejectedRequest]
+    objects_read: int
+    objects_total: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.objects_read < self.objects_total
 
 
 @dataclass(frozen=True)
@@ -85,13 +129,34 @@ class RejectedStore:
                         found.append(parsed)
         return sorted(found, key=lambda key: (key.first_received_at, key.key))
 
-    def counts(self, since_ms: int, until_ms: int | None = None) -> Counter[RejectionReason]:
+    def counts(
+        self,
+        since_ms: int,
+        until_ms: int | None = None,
+        reasons: Collection[RejectionReason] = (),
+    ) -> Counter[RejectionReason]:
         """Requests by reason, from the keys alone (objects whose first request is in the range)."""
         counts: Counter[RejectionReason] = Counter()
-        for key in self.keys(since_ms, until_ms):
-            if key.first_received_at >= since_ms:
-                counts[key.reason] += key.count
+        for key in self._counted_keys(since_ms, until_ms, reasons):
+            counts[key.reason] += key.count
         return counts
+
+    def hourly(
+        self,
+        since_ms: int,
+        until_ms: int | None = None,
+        reasons: Collection[RejectionReason] = (),
+    ) -> Counter[int]:
+        """Requests by the UTC hour (epoch ms of its start) of their object's first request, from the keys."""
+        counts: Counter[int] = Counter()
+        for key in self._counted_keys(since_ms, until_ms, reasons):
+            counts[key.first_received_at - key.first_received_at % HOUR_MS] += key.count
+        return counts
+
+    def _counted_keys(
+        self, since_ms: int, until_ms: int | None, reasons: Collection[RejectionReason]
+    ) -> list[RejectedKey]:
+        return [key for key in self.keys(since_ms, until_ms, reasons) if key.first_received_at >= since_ms]
 
     def read(self, key: RejectedKey) -> list[RejectedRequest]:
         body = self.s3.get_object(Bucket=self.bucket, Key=key.key)["Body"].read()
@@ -102,11 +167,15 @@ class RejectedStore:
         since_ms: int,
         until_ms: int | None = None,
         reasons: Collection[RejectionReason] = (),
+        *,
+        newest_first: bool = False,
     ) -> Iterator[tuple[RejectedKey, RejectedRequest]]:
         """Every kept request that arrived in [since, until], with the object holding it."""
         until = until_ms if until_ms is not None else _now_ms()
-        for key in self.keys(since_ms, until, reasons):
-            for request in self.read(key):
+        keys = self.keys(since_ms, until, reasons)
+        for key in reversed(keys) if newest_first else keys:
+            requests = self.read(key)
+            for request in reversed(requests) if newest_first else requests:
                 if since_ms <= request.received_at <= until:
                     yield key, request
 
@@ -119,21 +188,34 @@ class RejectedStore:
                 found[request.message_id] = request
         return found
 
-    def settle(self, key: RejectedKey, remaining: Sequence[RejectedRequest]) -> str | None:
-        """After a replay: keep only ``remaining`` of an object's requests; the key that holds them now.
+    def for_sid(self, sid: str, since_ms: int, max_objects: int) -> SidSearch:
+        """Requests naming ``sid``, reading at most ``max_objects`` objects, newest first."""
+        keys = self.keys(since_ms)
+        read = keys[-max_objects:] if max_objects > 0 else []
+        found = [
+            request
+            for key in read
+            for request in self.read(key)
+            if request.received_at >= since_ms and callback_sid(request) == sid
+        ]
+        return SidSearch(sorted(found, key=lambda r: r.received_at), len(read), len(keys))
 
-        The remainder is written first (create-only, under its own key), then
-        the old object is deleted, so an interrupted replay never loses a
-        request: at worst both objects exist and the next replay settles them.
+    def settle(self, key: RejectedKey, remaining: Sequence[RejectedRequest]) -> list[str]:
+        """After a replay: keep only ``remaining`` of an object's requests; the keys that hold them now.
+
+        A request whose reason changed moves to its new reason's prefix. The
+        remainder is written first (create-only, under its own keys), then the
+        old object is deleted, so an interrupted replay never loses a request:
+        at worst both objects exist and the next replay settles them.
         """
-        new_key = None
-        if remaining:
-            new_key = object_key(key.day, key.reason, remaining, self.prefix)
-            if new_key != key.key:
-                put_new_object(self.s3, self.bucket, new_key, encode_requests(remaining), CONTENT_TYPE)
-        if new_key != key.key:
+        planned = plan_rejected_objects(remaining, self.prefix)
+        for kept in planned:
+            if kept.key != key.key:
+                put_new_object(self.s3, self.bucket, kept.key, kept.body(), CONTENT_TYPE)
+        new_keys = [kept.key for kept in planned]
+        if key.key not in new_keys:
             self.s3.delete_object(Bucket=self.bucket, Key=key.key)
-        return new_key
+        return new_keys
 
     def _list(self, prefix: str) -> Iterator[str]:
         paginator = self.s3.get_paginator("list_objects_v2")

@@ -4,6 +4,11 @@ Scenario generation lives in `scenarios` (pure); this module only sends. Each
 lifecycle is one unit of work: its callbacks go out in their (possibly
 shuffled) order from one worker, while ``--concurrency`` workers send
 different lifecycles at once over kept-alive connections.
+
+Against the local pipeline (an emulator endpoint), ``send`` then waits for the
+ingest queue to drain and reports which of the requests it sent the validator
+rejected, and why: the SQS message ids API Gateway answered with are looked up
+in the rejected-request store. (On AWS that store is read by ``rejected list``.)
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import textwrap
@@ -27,11 +33,13 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from status_callbacks.tokens import AuthTokens, AuthTokenSecretError
+from status_callbacks.validation import RejectionReason
 from twilio_callbacks_cli.aws import AwsTarget
-from twilio_callbacks_cli.discovery import API_BASE_URL, AUTH_TOKEN_SECRET_NAME, INGEST, discover
+from twilio_callbacks_cli.discovery import API_BASE_URL, AUTH_TOKEN_SECRET_NAME, INGEST, Pipeline, discover
 from twilio_callbacks_cli.errors import EXIT_FAILED, EXIT_OK, PipelineUnavailableError, UsageError
 from twilio_callbacks_cli.output import key_values, print_json, table
 from twilio_callbacks_cli.progress import ProgressBar
+from twilio_callbacks_cli.rejected_store import RejectedStore
 from twilio_callbacks_cli.scenarios import (
     KNOWN_ERROR_CODES,
     Kind,
@@ -42,10 +50,17 @@ from twilio_callbacks_cli.scenarios import (
     generate,
     sign,
 )
+from twilio_callbacks_cli.status import queue_depth
 
 TOKEN_VARIABLE = "TWILIO_AUTH_TOKEN"  # noqa: S105 - a variable name, not a secret
 ACCOUNT_SID_VARIABLE = "TWILIO_ACCOUNT_SID"
 DEFAULT_TIMEOUT_SECONDS = 15.0
+# How long the local validator gets to work through what was sent before rejections are counted.
+DRAIN_SECONDS = 15.0
+_DRAIN_POLL_SECONDS = 0.25
+# SentTimestamp is the emulator's clock, this machine's: a minute covers any skew between the two reads.
+_CLOCK_MARGIN_MS = 60_000
+_XML_MESSAGE_ID = re.compile(rb"<MessageId>([^<]+)</MessageId>")
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,8 @@ class Outcome:
     status: int | None
     latency: float
     error: str | None = None
+    # The SQS message id API Gateway answered with (SendMessage result), for 2xx responses.
+    message_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -80,6 +97,7 @@ class Summary:
     duplicates: int = 0
     forged: int = 0
     unsigned: int = 0
+    rejections: Rejections | None = None
 
     @property
     def sent(self) -> int:
@@ -100,6 +118,7 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         statuses = Counter(str(outcome.status) for outcome in self.outcomes if outcome.status is not None)
         errors = Counter(outcome.error for outcome in self.outcomes if outcome.error)
+        # "errors" are transport errors (no HTTP response); the key name is kept for existing scripts.
         return {
             "lifecycles": self.lifecycles,
             "sent": self.sent,
@@ -110,10 +129,57 @@ class Summary:
             "duplicates": self.duplicates,
             "forged": self.forged,
             "unsigned": self.unsigned,
+            "rejected": self.rejections.to_dict() if self.rejections else None,
             "elapsed_seconds": round(self.elapsed, 3),
             "rate_per_second": round(self.sent / self.elapsed, 1) if self.elapsed > 0 else None,
             "latency_ms": {"p50": self.percentile_ms(50), "p99": self.percentile_ms(99)},
         }
+
+
+@dataclass(frozen=True)
+class Rejections:
+    """What the validator rejected among the requests sent (local pipeline only)."""
+
+    checked: int
+    by_reason: Counter[RejectionReason]
+    # False when the ingest queue still held messages at the deadline: more may follow.
+    drained: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.by_reason.total(),
+            "by_reason": {reason.value: count for reason, count in self.by_reason.most_common()},
+            "checked": self.checked,
+            "ingest_queue_drained": self.drained,
+        }
+
+
+def queued_message_id(body: bytes) -> str | None:
+    """The SQS MessageId in an SQS-SendMessage integration's answer, wherever it is nested.
+
+    HTTP APIs answer with the SendMessage result as JSON
+    (``SendMessageResponse.SendMessageResult.MessageId``); the SQS JSON protocol's
+    flat shape and the query protocol's XML are read too.
+    """
+    try:
+        document = json.loads(body)
+    except ValueError:
+        match = _XML_MESSAGE_ID.search(body)
+        return match[1].decode("utf-8", errors="replace") if match else None
+    return _find_key(document, "MessageId")
+
+
+def _find_key(value: Any, key: str) -> str | None:
+    if isinstance(value, dict):
+        if isinstance(value.get(key), str):
+            return str(value[key])
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            nested = _find_key(item, key)
+            if nested:
+                return nested
+    return None
 
 
 class _NoDelayHTTPConnection(http.client.HTTPConnection):
@@ -176,7 +242,9 @@ class HttpSender:
                 if response.will_close:
                     self._forget(parts.scheme, parts.netloc)
                 headers = {name.lower(): value for name, value in response.getheaders()}
-                return Exchange(Outcome(response.status, time.perf_counter() - started), headers, content)
+                message_id = queued_message_id(content) if 200 <= response.status < 300 else None
+                outcome = Outcome(response.status, time.perf_counter() - started, message_id=message_id)
+                return Exchange(outcome, headers, content)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
                 self._forget(parts.scheme, parts.netloc)
                 if attempt == 2:
@@ -228,6 +296,20 @@ def send_lifecycles(
     return summary
 
 
+def read_auth_tokens(secretsmanager: Any, secret_name: str, hint: str = "") -> AuthTokens:
+    """The tokens in the secret as it is now (GetSecretValue, no cache)."""
+    try:
+        secret = json.loads(secretsmanager.get_secret_value(SecretId=secret_name)["SecretString"])
+        if not isinstance(secret, Mapping):
+            raise AuthTokenSecretError("secret is not a JSON object")
+        return AuthTokens.from_secret(secret)
+    except (ClientError, BotoCoreError, KeyError, ValueError, AuthTokenSecretError) as error:
+        # The token itself never appears in the message.
+        raise PipelineUnavailableError(
+            f"cannot read the auth token from secret {secret_name!r} ({type(error).__name__}){hint}"
+        ) from error
+
+
 def resolve_auth_token(args: argparse.Namespace, target: AwsTarget, secret_name: str | None) -> str:
     """``--auth-token``, else ``TWILIO_AUTH_TOKEN``, else the stack's Secrets Manager secret."""
     if args.auth_token:
@@ -238,15 +320,29 @@ def resolve_auth_token(args: argparse.Namespace, target: AwsTarget, secret_name:
         raise UsageError(
             f"no auth token: pass --auth-token, set {TOKEN_VARIABLE}, or deploy the ingest stack"
         )
-    try:
-        secret = target.client("secretsmanager").get_secret_value(SecretId=secret_name)
-        return AuthTokens.from_secret(json.loads(secret["SecretString"])).primary
-    except (ClientError, BotoCoreError, KeyError, ValueError, AuthTokenSecretError) as error:
-        # The token itself never appears in the message.
-        raise PipelineUnavailableError(
-            f"cannot read the auth token from secret {secret_name!r} ({type(error).__name__}); "
-            f"pass --auth-token or set {TOKEN_VARIABLE}"
-        ) from error
+    hint = f"; pass --auth-token or set {TOKEN_VARIABLE}"
+    return read_auth_tokens(target.client("secretsmanager"), secret_name, hint).primary
+
+
+def validator_rejections(
+    pipeline: Pipeline,
+    target: AwsTarget,
+    outcomes: Sequence[Outcome],
+    since_ms: int,
+) -> Rejections:
+    """Wait (bounded) for the ingest queue to drain, then find the sent requests the validator kept."""
+    sqs = target.client("sqs")
+    ingest = [queue for queue in pipeline.work_queues() if queue.stack == pipeline.stacks[INGEST].name]
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while True:
+        depths = [queue_depth(sqs, queue) for queue in ingest]
+        drained = all(depth["messages"] == 0 and depth["in_flight"] == 0 for depth in depths)
+        if drained or time.monotonic() >= deadline:
+            break
+        time.sleep(_DRAIN_POLL_SECONDS)
+    message_ids = [outcome.message_id for outcome in outcomes if outcome.message_id]
+    found = RejectedStore.of(pipeline, target.client("s3")).find(message_ids, since_ms - _CLOCK_MARGIN_MS)
+    return Rejections(len(message_ids), Counter(request.reason for request in found.values()), drained)
 
 
 def _fraction(text: str) -> float:
@@ -295,7 +391,10 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
             "  twilio-callbacks send --kind call --count 5 --out-of-order --duplicates 0.2\n"
             '  twilio-callbacks send --param id=42 --param "category=alerts & more"\n'
             "  twilio-callbacks send --count 10000 --concurrency 32 --error-rate 0.05 --seed 7 --json\n"
-            "  twilio-callbacks send --forged   # expect the validator to drop them"
+            "  twilio-callbacks send --forged   # the validator rejects (and keeps) them\n\n"
+            "Against the local pipeline the summary adds what the validator rejected\n"
+            '(--json: "rejected"). "transport errors" (--json: "errors", "error_counts") are\n'
+            "requests that got no HTTP response."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -406,7 +505,8 @@ def _print_summary(summary: Summary, base_url: str, as_json: bool) -> None:
                 ("duplicates", report["duplicates"]),
                 ("forged", report["forged"]),
                 ("unsigned", report["unsigned"]),
-                ("errors", report["errors"]),
+                ("transport errors", report["errors"]),
+                *_rejection_lines(summary.rejections),
                 ("elapsed", f"{report['elapsed_seconds']} s"),
                 ("rate", f"{report['rate_per_second']} callbacks/s"),
                 ("latency p50", f"{latency['p50']} ms"),
@@ -421,6 +521,19 @@ def _print_summary(summary: Summary, base_url: str, as_json: bool) -> None:
         print(table(["response", "count"], rows))
 
 
+def _rejection_lines(rejections: Rejections | None) -> list[tuple[str, str]]:
+    if rejections is None:
+        return []
+    reasons = ", ".join(f"{reason.value} {count}" for reason, count in rejections.by_reason.most_common())
+    line = f"{rejections.by_reason.total()} of {rejections.checked}" + (f" ({reasons})" if reasons else "")
+    if not rejections.drained:
+        line += f"; the ingest queue was not drained within {DRAIN_SECONDS:g} s, more may follow"
+    lines = [("rejected by validator", line)]
+    if rejections.by_reason:
+        lines.append(("see", "twilio-callbacks rejected list --since 1h"))
+    return lines
+
+
 def _dry_run(lifecycles: Iterable[Lifecycle], base_url: str, token: str) -> None:
     for lifecycle in lifecycles:
         for callback in lifecycle.callbacks:
@@ -429,11 +542,28 @@ def _dry_run(lifecycles: Iterable[Lifecycle], base_url: str, token: str) -> None
             sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
+def _local_rejections(
+    pipeline: Pipeline | None, target: AwsTarget, args: argparse.Namespace, summary: Summary, started_ms: int
+) -> Rejections | None:
+    """The validator's rejections of what was sent, when the emulator runs the ingest stack.
+
+    None when it does not: ``--url`` may point at something else entirely.
+    """
+    try:
+        pipeline = pipeline or discover(target, args.stack_names, roles=[INGEST])
+        if INGEST not in pipeline.stacks:
+            return None
+        return validator_rejections(pipeline, target, summary.outcomes, started_ms)
+    except PipelineUnavailableError:
+        return None
+
+
 def command(args: argparse.Namespace, target: AwsTarget) -> int:
     """Run ``send``: discover URL and token unless given, send, summarise."""
     options = scenario_options(args)
     base_url = args.url
     secret_name = None
+    pipeline = None
     needs_stack = not base_url or not (args.auth_token or os.environ.get(TOKEN_VARIABLE))
     if needs_stack:
         pipeline = discover(target, args.stack_names, roles=[INGEST])
@@ -445,6 +575,7 @@ def command(args: argparse.Namespace, target: AwsTarget) -> int:
         _dry_run(lifecycles, base_url, token)
         return EXIT_OK
     total = sum(len(lifecycle.callbacks) for lifecycle in lifecycles)
+    started_ms = int(time.time() * 1000)
     show_progress = not args.no_progress and sys.stderr.isatty()
     with ProgressBar(total, "callbacks", enabled=show_progress) as progress:
         summary = send_lifecycles(
@@ -455,6 +586,8 @@ def command(args: argparse.Namespace, target: AwsTarget) -> int:
             progress=progress,
             sender=HttpSender(timeout=args.timeout).send,
         )
+    if target.configured_endpoint_url is not None:
+        summary.rejections = _local_rejections(pipeline, target, args, summary, started_ms)
     _print_summary(summary, base_url, args.json)
     if summary.sent and summary.failures == summary.sent and all(o.status is None for o in summary.outcomes):
         raise PipelineUnavailableError(f"no callback reached {base_url}: is the API running?")

@@ -2,13 +2,15 @@
 
 The same read-only calls work against AWS and the local runner's emulator:
 DescribeStacks for the outputs, GetQueueAttributes for queue depths and
-ListObjectsV2 to count archived objects.
+ListObjectsV2 to count archived objects and, from the rejected-request store's
+keys, the requests the validator refused in the last 24 hours.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,11 +20,14 @@ from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.aws import AwsTarget
 from twilio_callbacks_cli.discovery import Pipeline, QueueRef, discover
 from twilio_callbacks_cli.errors import EXIT_OK, EXIT_UNAVAILABLE
-from twilio_callbacks_cli.output import key_values, print_json, table
+from twilio_callbacks_cli.output import iso_ms, key_values, print_json, table
+from twilio_callbacks_cli.rejected_store import HOUR_MS, RejectedStore, replay_command
 
 # Counting stops here: a listing of millions of objects is an Athena question.
 MAX_OBJECTS_COUNTED = 100_000
 _DEPTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+REJECTED_WINDOW = "24h"
+_REJECTED_WINDOW_MS = 24 * HOUR_MS
 
 
 def queue_depth(sqs: Any, queue: QueueRef) -> dict[str, Any]:
@@ -55,6 +60,26 @@ def count_objects(
     return counted, False
 
 
+def rejected_summary(pipeline: Pipeline, s3: Any, now_ms: int) -> dict[str, Any] | None:
+    """Requests rejected in the last 24 h by reason, from the store's keys; None without a store."""
+    if not pipeline.output(keys.REJECTED_BUCKET_NAME):
+        return None
+    since_ms = now_ms - _REJECTED_WINDOW_MS
+    summary: dict[str, Any] = {"window": REJECTED_WINDOW, "since": iso_ms(since_ms)}
+    try:
+        counts = RejectedStore.of(pipeline, s3).counts(since_ms, now_ms)
+    except (ClientError, BotoCoreError) as error:
+        return {**summary, "total": None, "by_reason": {}, "error": type(error).__name__}
+    largest = counts.most_common(1)
+    return {
+        **summary,
+        "total": counts.total(),
+        "by_reason": {reason.value: count for reason, count in counts.most_common()},
+        "largest_reason_remedy": largest[0][0].remedy if largest else None,
+        "replay_command": replay_command(REJECTED_WINDOW) if largest else None,
+    }
+
+
 def _unique_names(queues: Sequence[QueueRef]) -> dict[str, QueueRef]:
     names: dict[str, QueueRef] = {}
     clashing = {queue.name for queue in queues if sum(other.name == queue.name for other in queues) > 1}
@@ -71,7 +96,8 @@ def collect_status(pipeline: Pipeline, target: AwsTarget) -> dict[str, Any]:
     sqs = target.client("sqs") if queues or dead_letters else None
     bucket = output(keys.ARCHIVE_BUCKET_NAME)
     prefix = output(keys.ARCHIVE_PREFIX) or ""
-    objects, truncated = count_objects(target.client("s3"), bucket, prefix) if bucket else (None, False)
+    s3 = target.client("s3")
+    objects, truncated = count_objects(s3, bucket, prefix) if bucket else (None, False)
     return {
         "stacks": {
             role: {"name": stack.name, "status": stack.status} for role, stack in pipeline.stacks.items()
@@ -99,6 +125,7 @@ def collect_status(pipeline: Pipeline, target: AwsTarget) -> dict[str, Any]:
         "dlq_depths": {name: queue_depth(sqs, queue) for name, queue in dead_letters.items()},
         "objects_archived": objects,
         "objects_archived_truncated": truncated,
+        "rejected": rejected_summary(pipeline, s3, int(time.time() * 1000)),
     }
 
 
@@ -136,7 +163,26 @@ def render(status: dict[str, Any]) -> str:
     sections = [stacks, where]
     if rows:
         sections.append(table(["queue", "kind", "messages", "in flight", "sqs name"], rows))
+    if status["rejected"] is not None:
+        sections.append(_rejected(status["rejected"]))
     return "\n\n".join(sections)
+
+
+def _rejected(rejected: dict[str, Any]) -> str:
+    heading = "requests rejected in the last 24 h"
+    if rejected["total"] is None:
+        return f"{heading}: unknown ({rejected['error']})"
+    if not rejected["total"]:
+        return f"{heading}: 0"
+    reasons = ", ".join(f"{reason} {count}" for reason, count in rejected["by_reason"].items())
+    largest = next(iter(rejected["by_reason"]))
+    return "\n".join(
+        [
+            f"{heading}: {rejected['total']} ({reasons})",
+            f"  {largest}: {rejected['largest_reason_remedy']}",
+            f"  kept; once fixed: {rejected['replay_command']}",
+        ]
+    )
 
 
 def _queue_name(url: str) -> str:
@@ -162,8 +208,9 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
         help="where everything is: URLs, resource names, queue depths, archived objects",
         description=(
             "Read the four stacks' outputs and show the API URL, topic, bucket, tables, event bus and every "
-            "queue and dead-letter queue with its depth. Works against the local runner (AWS_ENDPOINT_URL) "
-            "and AWS alike. Exits 3 when a stack is missing."
+            "queue and dead-letter queue with its depth, and the requests the validator rejected in the last "
+            "24 hours by reason, with the remedy of the largest and the replay command. Works against the "
+            "local runner (AWS_ENDPOINT_URL) and AWS alike. Exits 3 when a stack is missing."
         ),
     )
     parser.add_argument("--json", action="store_true", help="print the status as JSON")

@@ -10,10 +10,9 @@ Athena ``WHERE element_at(twilio, 'TwilioCallbacksVerify') IS NULL``.
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -38,7 +37,6 @@ REQUEST_ID_HEADER = "apigw-requestid"
 # Every character a custom value can trip on: space, &, =, +, /, a non-ASCII letter and a quote.
 AWKWARD_VALUE = "a b&c=d+e/f ü'g"
 _GENERATED_NUMBER = re.compile(r"^\+1555\d{7}$")
-_XML_MESSAGE_ID = re.compile(rb"<MessageId>([^<]+)</MessageId>")
 
 
 class ProbeKind(StrEnum):
@@ -157,35 +155,6 @@ def build_probes(run_id: str, callback_url: str, params_url: str, declared: Sequ
     return probes
 
 
-def _find_key(value: Any, key: str) -> str | None:
-    if isinstance(value, Mapping):
-        found = value.get(key)
-        if isinstance(found, str) and found:
-            return found
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            nested = _find_key(item, key)
-            if nested:
-                return nested
-    return None
-
-
-def find_message_id(body: bytes) -> str | None:
-    """The SQS MessageId in an SQS-SendMessage integration's answer, wherever it is nested.
-
-    HTTP APIs answer with the SendMessage result as JSON
-    (``SendMessageResponse.SendMessageResult.MessageId``); the SQS JSON protocol's
-    flat shape and the query protocol's XML are read too.
-    """
-    try:
-        document = json.loads(body)
-    except ValueError:
-        match = _XML_MESSAGE_ID.search(body)
-        return match[1].decode("utf-8", errors="replace") if match else None
-    return _find_key(document, "MessageId")
-
-
 def send_probes(
     probes: Sequence[Probe], auth_token: str, post: Callable[..., Exchange] | None = None
 ) -> list[Sent]:
@@ -201,7 +170,7 @@ def send_probes(
                     probe,
                     callback,
                     status,
-                    find_message_id(answer.body) if answer.outcome.ok else None,
+                    answer.outcome.message_id,
                     answer.headers.get(REQUEST_ID_HEADER),
                     answer.outcome.error,
                 )
