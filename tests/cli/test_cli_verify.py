@@ -198,7 +198,8 @@ def test_http_sender_exchange_returns_the_body_and_headers(callback_server):
     request = sign(probes()[0].callbacks[0], callback_server.url + "/twilio", TOKEN)
     exchange = HttpSender(timeout=5).exchange(request)
     assert exchange.outcome.status == 200
-    assert exchange.body == b'{"ok":true}'
+    assert json.loads(exchange.body)["SendMessageResponse"]["SendMessageResult"]["MessageId"]
+    assert exchange.outcome.message_id == queued_message_id(exchange.body)
     assert exchange.headers["content-type"] == "application/json"
 
 
@@ -300,7 +301,7 @@ def test_temporary_inbox_reads_alerts_without_consuming_them_and_is_deleted_even
     with pytest.raises(RuntimeError, match="interrupted"), alert_inbox(deployment) as inbox:
         assert not isinstance(inbox, str)
         policy = json.loads(
-            sqs.get_queue_attributes(QueueUrl=inbox.queue_url, AttributeNames=["Policy"])["Attributes"][
+            sqs.get_queue_attributes(QueueUrl=inbox.inbox.queue_url, AttributeNames=["Policy"])["Attributes"][
                 "Policy"
             ]
         )

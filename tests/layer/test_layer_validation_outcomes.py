@@ -141,6 +141,20 @@ def test_a_custom_domain_without_public_base_url_is_rejected_with_the_url_to_set
     assert "https://api.example.com/hooks/twilio" in outcome.detail
 
 
+def test_a_custom_domain_without_a_base_path_and_without_public_base_url_names_the_url_to_set() -> None:
+    # Given Twilio calls https://hooks.example.com/twilio (a custom domain, empty mapping path)
+    params = message_status_params()
+    signature = sign("https://hooks.example.com/twilio", params)
+    forwarded = attributes(signature, domain="hooks.example.com", path="/twilio", route="POST /twilio")
+
+    outcome = validate(form_body(params), forwarded)
+
+    # Then it is not mistaken for probing: the reason names the base URL Twilio signed for
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason is RejectionReason.PUBLIC_BASE_URL_MISMATCH
+    assert "signed for https://hooks.example.com/twilio" in outcome.detail
+
+
 def test_a_public_base_url_twilio_does_not_call_is_named_as_the_cause() -> None:
     # Given Twilio calls the execute-api URL while the stack's PublicBaseUrl names a custom domain
     params = message_status_params()

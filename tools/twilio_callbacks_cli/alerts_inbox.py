@@ -86,6 +86,14 @@ class AlertsInbox:
         ordered = sorted(alerts.values(), key=lambda alert: (alert.sent_at, alert.message_id))
         return ordered, len(alerts) >= limit
 
+    def find(self, needle: str) -> Alert | None:
+        """The oldest alert whose subject or text mentions ``needle``; nothing is taken out."""
+        alerts, _ = self.receive()
+        try:
+            return next((alert for alert in alerts if needle in f"{alert.subject or ''}\n{alert.text}"), None)
+        finally:
+            self.release(alerts)
+
     def release(self, alerts: Sequence[Alert]) -> None:
         """Make these alerts visible again at once.
 

@@ -45,6 +45,10 @@ def _days(since_ms: int, until_ms: int) -> list[str]:
     return days
 
 
+# S3's clock (LastModified) against SQS's (SentTimestamp): a minute covers any skew.
+_CLOCK_SKEW_MS = 60_000
+
+
 def _now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
@@ -123,9 +127,15 @@ class RejectedStore:
                 else [day_prefix(day, self.prefix)]
             )
             for prefix in prefixes:
-                for key in self._list(prefix):
+                for key, written_ms in self._list(prefix):
                     parsed = parse_key(key)
-                    if parsed is not None and parsed.first_received_at <= until:
+                    # An object is written after every request in it arrived: one written before
+                    # `since` holds nothing that arrived since.
+                    if (
+                        parsed is not None
+                        and parsed.first_received_at <= until
+                        and written_ms >= since_ms - _CLOCK_SKEW_MS
+                    ):
                         found.append(parsed)
         return sorted(found, key=lambda key: (key.first_received_at, key.key))
 
@@ -217,8 +227,9 @@ class RejectedStore:
             self.s3.delete_object(Bucket=self.bucket, Key=key.key)
         return new_keys
 
-    def _list(self, prefix: str) -> Iterator[str]:
+    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Keys under ``prefix`` with when each object was written (epoch ms)."""
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                yield str(item["Key"])
+                yield str(item["Key"]), int(item["LastModified"].timestamp() * 1000)

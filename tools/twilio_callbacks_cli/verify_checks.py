@@ -28,6 +28,7 @@ from status_callbacks import archive, error_routing, status_store
 from status_callbacks.lifecycle import lifecycle_position
 from status_callbacks.rejected import RejectedRequest
 from twilio_callbacks_cli import discovery as keys
+from twilio_callbacks_cli.alerts_inbox import AlertsInbox
 from twilio_callbacks_cli.discovery import DEAD_LETTER_SUFFIX, Pipeline
 from twilio_callbacks_cli.errors import CliError
 from twilio_callbacks_cli.rejected_store import RejectedStore
@@ -50,8 +51,6 @@ TEMPORARY_INBOX_PREFIX = "twilio-callbacks-verify-"
 LOG_WAIT_SECONDS = 15.0
 LOG_POLL_SECONDS = 2.0
 # Alerts looked through per poll (10 a receive) and how long each stays hidden meanwhile.
-MAX_INBOX_BATCHES = 50
-INBOX_HOLD_SECONDS = 30
 
 
 def _why(error: Exception) -> str:
@@ -369,54 +368,17 @@ def validator_summaries(deployment: Deployment) -> list[dict[str, Any]] | str:
 
 @dataclass
 class AlertInbox:
-    """A queue the alerts topic delivers to, SNS envelope kept (``Subject`` and ``Message``)."""
+    """The queue ``verify`` reads the probe's alert from, and how a stage line names it."""
 
-    sqs: Any
-    queue_url: str
+    inbox: AlertsInbox
     description: str
 
     def find(self, needle: str) -> str | None:
-        """The subject of an alert mentioning ``needle``, read without consuming anything."""
-        held: list[dict[str, Any]] = []
-        try:
-            for _ in range(MAX_INBOX_BATCHES):
-                messages = self.sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=10,
-                    VisibilityTimeout=INBOX_HOLD_SECONDS,
-                    WaitTimeSeconds=1,
-                ).get("Messages", [])
-                if not messages:
-                    return None
-                held.extend(messages)
-                for message in messages:
-                    subject = _alert_subject(message.get("Body", ""), needle)
-                    if subject is not None:
-                        return subject
+        """The subject of an alert mentioning ``needle`` (its first line when it has none)."""
+        alert = self.inbox.find(needle)
+        if alert is None:
             return None
-        finally:
-            # Held while scanning so each receive returns new messages; then visible again.
-            for start in range(0, len(held), 10):
-                self.sqs.change_message_visibility_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
-                        for index, message in enumerate(held[start : start + 10])
-                    ],
-                )
-
-
-def _alert_subject(body: str, needle: str) -> str | None:
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        envelope = None
-    if not isinstance(envelope, dict):
-        envelope = {"Message": body}
-    subject, text = str(envelope.get("Subject") or ""), str(envelope.get("Message") or "")
-    if needle not in subject and needle not in text:
-        return None
-    return subject or (text.splitlines() or ["(empty alert)"])[0]
+        return alert.subject or (alert.text.splitlines() or ["(empty alert)"])[0]
 
 
 def _create_inbox(sqs: Any, sns: Any, topic_arn: str, name: str, created: dict[str, str]) -> None:
@@ -475,7 +437,7 @@ def alert_inbox(deployment: Deployment) -> Iterator[AlertInbox | str]:
     pipeline, sqs = deployment.pipeline, deployment.client("sqs")
     inbox_url = pipeline.output(keys.ALERTS_INBOX_QUEUE_URL)
     if inbox_url:
-        yield AlertInbox(sqs, inbox_url, f"the alerts inbox {inbox_url.rsplit('/', 1)[-1]}")
+        yield AlertInbox(AlertsInbox(sqs, inbox_url), f"the alerts inbox {inbox_url.rsplit('/', 1)[-1]}")
         return
     topic_arn = pipeline.output(keys.ALERTS_TOPIC_ARN)
     if not topic_arn:
@@ -489,6 +451,6 @@ def alert_inbox(deployment: Deployment) -> Iterator[AlertInbox | str]:
         except (ClientError, BotoCoreError) as error:
             yield f"no alerts inbox (AlertsInbox=Disabled), and no temporary one: {_why(error)}"
             return
-        yield AlertInbox(sqs, created["queue_url"], f"the temporary queue {name}")
+        yield AlertInbox(AlertsInbox(sqs, created["queue_url"]), f"the temporary queue {name}")
     finally:
         _delete_inbox(sqs, sns, created)

@@ -28,7 +28,7 @@ from twilio_callbacks_cli.scenarios import (
     generate,
     sign,
 )
-from twilio_callbacks_cli.send import Exchange, HttpSender
+from twilio_callbacks_cli.send import Exchange, HttpSender, queued_message_id
 
 # The form parameter marking a callback as a probe (the record contract's; analysts filter on it).
 VERIFY_MARKER = PROBE_MARKER
@@ -170,7 +170,7 @@ def send_probes(
                     probe,
                     callback,
                     status,
-                    answer.outcome.message_id,
+                    queued_message_id(answer.body) if answer.outcome.ok else None,
                     answer.headers.get(REQUEST_ID_HEADER),
                     answer.outcome.error,
                 )

@@ -248,7 +248,9 @@ def _diagnose(
 ) -> Rejection:
     """Why no expected URL validated: another base URL, not a callback, or a bad signature."""
     received_root = received_url_root(request)
-    if received_root is not None and received_root != expected_root:
+    # Not yet tried: a URL other than the expected one, or the expected one on a domain not ours.
+    untried = not public_base_url and not destination.admits_domain(request.domain)
+    if received_root is not None and (received_root != expected_root or untried):
         urls = urls_for_root(received_root, request.query)
         if match_signature(request.signature, urls, params, tokens) is not None:
             configured = public_base_url or "unset"
@@ -257,7 +259,7 @@ def _diagnose(
                 request.source_ip,
                 f"signed for {received_root} (PublicBaseUrl is {configured})",
             )
-    if not public_base_url and not destination.admits_domain(request.domain):
+    if untried:
         return Rejection(RejectionReason.UNKNOWN_DESTINATION, request.source_ip, f"domain {request.domain}")
     if not params.get("AccountSid"):
         return Rejection(RejectionReason.NOT_TWILIO_CALLBACK, request.source_ip)
