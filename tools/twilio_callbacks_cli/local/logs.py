@@ -89,25 +89,30 @@ class HandlerOutput(io.TextIOBase):
         self.console: TextIO = console or sys.stdout
         self._local = threading.local()
 
+    def _target(self) -> TextIO:
+        # Outside an invocation, where print writes now (the console remembered may be long gone).
+        current = sys.stdout
+        return self.console if current is self else current
+
     @property
     def encoding(self) -> str:  # type: ignore[override]
-        return str(getattr(self.console, "encoding", None) or "utf-8")
+        return str(getattr(self._target(), "encoding", None) or "utf-8")
 
     def writable(self) -> bool:
         return True
 
     def isatty(self) -> bool:
-        return bool(getattr(self.console, "isatty", lambda: False)())
+        return bool(getattr(self._target(), "isatty", lambda: False)())
 
     def write(self, text: str) -> int:
-        self.console.write(text)
+        self._target().write(text)
         lines: OutputLines | None = getattr(self._local, "lines", None)
         if lines is not None:
             lines.feed(text)
         return len(text)
 
     def flush(self) -> None:
-        self.console.flush()
+        self._target().flush()
 
     @contextmanager
     def capturing(self, record: bool = True) -> Iterator[OutputLines]:
