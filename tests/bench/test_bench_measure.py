@@ -17,8 +17,9 @@ from twilio_callbacks_cli.bench.measure import (
     Topology,
     percentile,
 )
-from twilio_callbacks_cli.bench.stacks import all_stack_facts, render_access_log
-from twilio_callbacks_cli.local.traffic import AwsRequest, Forward
+from twilio_callbacks_cli.bench.stacks import ACCESS_LOG_CONTEXT, all_stack_facts
+from twilio_callbacks_cli.local.http_gateway import render_access_log
+from twilio_callbacks_cli.local.traffic import INTERNAL_USER_AGENT, AwsRequest, Forward
 
 REPO = Path(__file__).resolve().parents[2]
 STATUS_TABLE = "status-table"
@@ -100,6 +101,24 @@ def test_runner_plumbing_and_benchmark_reads_are_not_counted(recorder):
     # Then neither is an AWS request of the workload
     assert not snapshot.calls
     assert snapshot.plumbing == {("sqs", "ReceiveMessage"): 1}
+
+
+def test_logs_the_runner_ships_in_lambdas_place_are_not_counted(recorder):
+    # Given the runner putting a handler's log lines and an access log line, as Lambda and API Gateway do
+    shipped = request(
+        "logs",
+        "PutLogEvents",
+        {"logGroupName": "/aws/lambda/validator", "logEvents": []},
+        agent=f"Boto3/1.0 {INTERNAL_USER_AGENT}",
+    )
+    recorder.intercept(shipped)
+    recorder.intercept(shipped)
+    # and a handler of the pipeline writing logs itself
+    recorder.intercept(request("logs", "PutLogEvents", {"logGroupName": "/aws/lambda/validator"}))
+    snapshot = recorder.snapshot()
+    # Then only the handler's own request is the workload's; the shipped ones are plumbing
+    assert snapshot.calls == {("logs", "PutLogEvents", ("", "logs")): 1}
+    assert snapshot.plumbing == {("logs", "PutLogEvents"): 2}
 
 
 def test_ingest_sends_are_kept_for_the_validator_timing(recorder):
@@ -228,5 +247,5 @@ def test_template_facts_come_from_the_stacks():
     assert [index.name for index in status.indexes] == ["ErrorsByCode"]
     log_format = facts["StatusCallbackHandler"].access_log_format
     assert log_format is not None
-    line = render_access_log(log_format)
+    line = render_access_log(log_format, ACCESS_LOG_CONTEXT)
     assert "$context" not in line and "requestId" in line

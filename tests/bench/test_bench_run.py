@@ -19,7 +19,14 @@ pytestmark = pytest.mark.e2e
 
 SHORT_RUN = 600
 SINKS = {"s3", "dynamodb", "error_bus", "alerts", "flags"}
-FUNCTIONS = {"ValidatorFunction", "ArchiverFunction", "WriterFunction", "RouterFunction", "FlaggerFunction"}
+FUNCTIONS = {
+    "ValidatorFunction",
+    "ArchiverFunction",
+    "WriterFunction",
+    "RouterFunction",
+    "FlaggerFunction",
+    "AlerterFunction",
+}
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import requests
 
 from status_callbacks.status_store import current_of, events_of
+from tests.e2e.probes import eventually, log_messages, post, post_signed
 from tests.support.signing import (
     ACCOUNT_SID,
     SIGNATURE_HEADER,
@@ -29,7 +29,6 @@ from tests.support.signing import (
     call_status_params,
     form_body,
     message_status_params,
-    sign,
 )
 from twilio_callbacks_cli.local import LocalPipeline
 from twilio_callbacks_cli.local.aws import Clients
@@ -44,27 +43,14 @@ FORGED_SID = "SM" + "e" * 32
 UNSIGNED_SID = "SM" + "f" * 32
 LEGIT_SIDS = {MESSAGE_SID, CALL_SID, CUSTOM_SID, ERROR_SID}
 CUSTOM = {"id": "order 42 & more", "category": "café 'quoted' + plus"}
-DEADLINE_SECONDS = 30
+INBOX = "AlertsInboxQueueUrl"
+INGESTED = "callback batch ingested"
 STACKS = {
     "StatusCallbackHandler",
     "SaveStatusCallbackToS3",
     "SaveStatusCallbackToDynamo",
     "CheckForStatusCallbackErrors",
 }
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], what: str, seconds: float = DEADLINE_SECONDS) -> T:
-    """Poll until the probe returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + seconds
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {seconds} s: {what} (last: {last!r})")
 
 
 @dataclass
@@ -73,18 +59,6 @@ class Sent:
 
     statuses: dict[str, int] = field(default_factory=dict)
     alerts_queue_url: str = ""
-
-
-def post(url: str, body: str | bytes, headers: Mapping[str, str]) -> int:
-    return requests.post(url, data=body, headers=dict(headers), timeout=30).status_code
-
-
-def post_signed(url: str, params: Mapping[str, str], token: str) -> int:
-    headers = {
-        SIGNATURE_HEADER: sign(url, params, token),
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-    return post(url, form_body(params), headers)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +264,8 @@ def queue_depths(pipeline: LocalPipeline, aws: Callable[[str], Any], dead_letter
     depths = {}
     for stack in pipeline.deployment.stacks if pipeline.deployment else []:
         for key, (url, _, _) in stack.outputs.items():
-            if not key.endswith("QueueUrl") or ("DeadLetter" in key) != dead_letter:
+            # The alerts inbox is read by people, not drained by a function.
+            if not key.endswith("QueueUrl") or ("DeadLetter" in key) != dead_letter or key == INBOX:
                 continue
             attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
             depths[f"{stack.name}.{key}"] = int(attributes["ApproximateNumberOfMessages"]) + int(
@@ -331,6 +306,18 @@ def test_the_stacks_are_registered_with_local_outputs(
     assert ingest["ApiBaseUrl"] == pipeline.api_base_url
     exports = {export["Name"]: export["Value"] for export in cloudformation.list_exports()["Exports"]}
     assert exports["StatusCallbackHandler-TopicArn"] == ingest["TopicArn"]
+    # and their parameters as deployed: the runner's URL, the inbox on, batching windows as polled
+    parameters = {
+        name: {item["ParameterKey"]: item["ParameterValue"] for item in stack["Parameters"]}
+        for name, stack in stacks.items()
+    }
+    assert parameters["StatusCallbackHandler"]["PublicBaseUrl"] == pipeline.public_url
+    assert parameters["StatusCallbackHandler"]["AuthTokenSecretName"] == ingest["AuthTokenSecretName"]
+    errors = parameters["CheckForStatusCallbackErrors"]
+    assert (errors["AlertsInbox"], errors["AlertSeverities"]) == ("Enabled", "info,warning,critical")
+    # (the template's 5 s window is capped to the pollers' 1 s)
+    assert errors["MaximumBatchingWindowInSeconds"] == "1"
+    assert INBOX in {output["OutputKey"] for output in stacks["CheckForStatusCallbackErrors"]["Outputs"]}
     secret = aws("secretsmanager").get_secret_value(SecretId=ingest["AuthTokenSecretName"])
     assert json.loads(secret["SecretString"]) == {"AUTH_TOKEN": pipeline.token}
 
@@ -343,3 +330,75 @@ def test_the_banner_tells_a_person_how_to_use_it(pipeline: LocalPipeline) -> Non
     assert f"export AWS_ENDPOINT_URL={pipeline.endpoint_url}" in banner
     assert pipeline.token not in banner  # a token the caller supplied is never printed
     assert "twilio-callbacks send" in banner
+
+
+def test_an_error_callback_reaches_the_alerts_inbox_with_its_subject(
+    sent: Sent, pipeline: LocalPipeline, aws: Callable[[str], Any]
+) -> None:
+    sqs = aws("sqs")
+    inbox = pipeline.output(INBOX)
+
+    def peek() -> list[dict[str, Any]]:
+        # Visibility 0: reading leaves the messages for the next read.
+        return list(
+            sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages")
+            or []
+        )
+
+    eventually(peek, "an alert in the alerts inbox")
+    wait_until_settled(pipeline, aws)
+
+    (message,) = peek()
+    envelope = json.loads(message["Body"])
+    assert envelope["Type"] == "Notification"
+    assert envelope["TopicArn"] == pipeline.output("AlertsTopicArn")
+    assert "30003" in envelope["Subject"] and ERROR_SID in envelope["Subject"]
+    assert ERROR_SID in envelope["Message"] and TO_NUMBER not in envelope["Message"]
+
+
+def test_handler_output_lands_in_each_functions_log_group_framed_by_lambda(
+    sent: Sent, pipeline: LocalPipeline
+) -> None:
+    accepted = sum(1 for code in sent.statuses.values() if code == 200)
+
+    def ingested() -> list[dict[str, Any]] | None:
+        lines = [json.loads(line) for line in log_messages(pipeline, "ValidatorLogGroupName", INGESTED)]
+        return lines if sum(line["received"] for line in lines) >= accepted else None
+
+    batches = eventually(ingested, "the validator's batch lines in its log group")
+    assert pipeline.flush_logs()
+    messages = log_messages(pipeline, "ValidatorLogGroupName")
+
+    # Then every batch line says how the callbacks arrived (text bodies, decoded query values)
+    assert {line["message"] for line in batches} == {INGESTED}
+    assert sum(line["base64_bodies"] for line in batches) == sum(line["raw_query"] for line in batches) == 0
+    # and each invocation is framed by Lambda's START/END/REPORT, its own lines carrying its request id
+    starts = {line.split()[2] for line in messages if line.startswith("START RequestId: ")}
+    ends = {line.split()[2] for line in messages if line.startswith("END RequestId: ")}
+    reports = {line.split()[2] for line in messages if line.startswith("REPORT RequestId: ")}
+    assert starts == ends == reports and len(starts) >= 1
+    assert {line["function_request_id"] for line in batches} <= starts
+    assert any(line.startswith('{"_aws"') for line in messages)  # EMF metrics go to the log too
+
+
+def test_every_request_has_an_access_log_line(sent: Sent, pipeline: LocalPipeline) -> None:
+    expected = {
+        status: sum(1 for code in sent.statuses.values() if code == int(status)) for status in ("404", "500")
+    }
+
+    def lines() -> list[dict[str, Any]] | None:
+        found = [json.loads(line) for line in log_messages(pipeline, "ApiAccessLogGroupName")]
+        statuses = [line["status"] for line in found]
+        return found if {status: statuses.count(status) for status in expected} == expected else None
+
+    found = eventually(lines, "an access log line per refused request")
+
+    assert expected["404"] == 2 and expected["500"] >= 1
+    assert {line["route"] for line in found if line["status"] == "404"} == {"-"}
+    assert {line["route"] for line in found if line["status"] == "200"} == {
+        "POST /twilio",
+        "POST /twilio-params",
+    }
+    assert {line["integrationError"] for line in found if line["status"] == "200"} == {"-"}
+    # The oversized body SQS refused: the integration error says why
+    assert all(line["integrationError"] != "-" for line in found if line["status"] == "500")

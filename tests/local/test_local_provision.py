@@ -14,7 +14,7 @@ from twilio_callbacks_cli.local.aws import Clients
 from twilio_callbacks_cli.local.functions import FunctionHost
 from twilio_callbacks_cli.local.pollers import AsyncSourcePoller
 from twilio_callbacks_cli.local.provision import SKIPPED, Deployment, Provisioner, local_policy, support_of
-from twilio_callbacks_cli.local.templates import load_stack, stack_order
+from twilio_callbacks_cli.local.templates import TemplateError, load_stack, stack_order
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -462,3 +462,140 @@ def test_a_direct_sns_subscription_of_a_function_is_delivered_by_the_runner(
     assert record["Sns"]["TopicArn"] == topic
     assert record["Sns"]["Message"] == '{"error": true}'
     assert record["Sns"]["MessageAttributes"]["ErrorCode"]["Value"] == "30003"
+
+
+def test_log_groups_are_created_with_their_retention_and_functions_name_theirs(clients: Clients) -> None:
+    # Given the four stacks deployed
+    deployment = deploy(clients, *(REPO / "aws_stacks" / name for name in STACKS))
+
+    # Then every template log group exists in moto with the LogRetentionInDays default
+    groups = {
+        group["logGroupName"]: group.get("retentionInDays")
+        for group in clients.logs.describe_log_groups()["logGroups"]
+    }
+    ingest = deployment.stack("StatusCallbackHandler")
+    assert groups[ingest.outputs["ValidatorLogGroupName"][0]] == 30
+    assert groups[ingest.outputs["ApiAccessLogGroupName"][0]] == 30
+    # and each function writes to its LoggingConfig group, the API's stage to its access log group
+    validator = deployment.function(ingest.outputs["ValidatorFunctionName"][0])
+    assert validator is not None
+    assert validator.log_group_name == ingest.outputs["ValidatorLogGroupName"][0]
+    assert all(function.log_group_name in groups for function in deployment.functions)
+    (api,) = deployment.apis
+    assert api.access_log is not None
+    assert api.access_log.log_group == ingest.outputs["ApiAccessLogGroupName"][0]
+    assert "$context.integrationErrorMessage" in api.access_log.format
+
+
+def deploy_ingest_and_errors(clients: Clients, **overrides: str) -> Deployment:
+    provisioner = Provisioner(
+        clients,
+        region=REGION,
+        account_id="123456789012",
+        api_base_url="http://127.0.0.1:3000",
+        parameter_overrides=overrides,
+    )
+    names = ("StatusCallbackHandler", "CheckForStatusCallbackErrors")
+    return provisioner.deploy([load_stack(REPO / "aws_stacks" / name, REGION) for name in names])
+
+
+def test_outputs_whose_condition_is_false_stay_absent(clients: Clients) -> None:
+    # Given the template defaults: no alerts inbox, no PublicBaseUrl
+    deployment = deploy_ingest_and_errors(clients)
+
+    errors = deployment.stack("CheckForStatusCallbackErrors")
+    ingest = deployment.stack("StatusCallbackHandler")
+    assert "AlertsInboxQueueUrl" not in errors.outputs
+    assert "AlertsInboxQueue" not in errors.resources
+    assert "PublicBaseUrl" not in ingest.outputs
+    assert "AlertsTopicArn" in errors.outputs
+
+
+def test_the_alerts_inbox_is_a_queue_subscribed_with_the_envelope(clients: Clients) -> None:
+    deployment = deploy_ingest_and_errors(clients, AlertsInbox="Enabled")
+
+    errors = deployment.stack("CheckForStatusCallbackErrors")
+    inbox_url = errors.outputs["AlertsInboxQueueUrl"][0]
+    topic = errors.outputs["AlertsTopicArn"][0]
+    subscriptions = clients.sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    (inbox,) = [item for item in subscriptions if item["Endpoint"].endswith(inbox_url.rsplit("/", 1)[-1])]
+    attributes = clients.sns.get_subscription_attributes(SubscriptionArn=inbox["SubscriptionArn"])[
+        "Attributes"
+    ]
+    assert attributes.get("RawMessageDelivery", "false") == "false"
+
+    # When something publishes to the alerts topic with a subject
+    clients.sns.publish(TopicArn=topic, Subject="[info] Twilio error 30003", Message="text")
+
+    # Then the inbox holds the SNS envelope, subject included
+    (message,) = clients.sqs.receive_message(QueueUrl=inbox_url, WaitTimeSeconds=5)["Messages"]
+    envelope = json.loads(message["Body"])
+    assert (envelope["Subject"], envelope["Message"]) == ("[info] Twilio error 30003", "text")
+
+
+def ingest_provisioner(clients: Clients) -> Provisioner:
+    provisioner = Provisioner(
+        clients,
+        region=REGION,
+        account_id="123456789012",
+        api_base_url="http://127.0.0.1:3000",
+        parameter_overrides={"PublicBaseUrl": "http://127.0.0.1:3000"},
+    )
+    provisioner.deploy([load_stack(REPO / "aws_stacks" / "StatusCallbackHandler", REGION)])
+    return provisioner
+
+
+def test_an_update_re_resolves_environments_and_outputs_and_keeps_the_data(clients: Clients) -> None:
+    # Given the ingest stack with a message waiting in its queue
+    provisioner = ingest_provisioner(clients)
+    stack = provisioner.deployment.stack("StatusCallbackHandler")
+    queue_url = stack.outputs["IngestQueueUrl"][0]
+    clients.sqs.send_message(QueueUrl=queue_url, MessageBody="kept")
+
+    # When PublicBaseUrl changes
+    changed = provisioner.update("StatusCallbackHandler", {"PublicBaseUrl": "https://hooks.example.com/v1"})
+
+    # Then the validator alone is reconfigured, the outputs follow, and the queue is the same one
+    assert [function.logical_id for function in changed] == ["ValidatorFunction"]
+    validator = provisioner.deployment.function(stack.outputs["ValidatorFunctionName"][0])
+    assert (
+        validator is not None and validator.environment["PUBLIC_BASE_URL"] == "https://hooks.example.com/v1"
+    )
+    assert stack.parameters["PublicBaseUrl"] == "https://hooks.example.com/v1"
+    assert stack.outputs["CallbackUrl"][0] == "https://hooks.example.com/v1/twilio"
+    assert stack.outputs["PublicBaseUrl"][0] == "https://hooks.example.com/v1"
+    assert stack.outputs["IngestQueueUrl"][0] == queue_url
+    (message,) = clients.sqs.receive_message(QueueUrl=queue_url)["Messages"]
+    assert message["Body"] == "kept"
+
+
+@pytest.mark.parametrize(
+    ("changes", "refusal"),
+    [
+        ({"BatchSize": "50"}, r"ValidatorFunctionIngestQueue .*BatchSize"),
+        ({"LogRetentionInDays": "7"}, r"LogGroup \(AWS::Logs::LogGroup\).*RetentionInDays"),
+        ({"PublicBaseUrl": "https://hooks.example.com/"}, "does not match"),
+        ({"Nope": "1"}, "declares no parameter"),
+    ],
+)
+def test_an_update_the_runner_cannot_apply_is_refused_before_anything_changes(
+    clients: Clients, changes: dict[str, str], refusal: str
+) -> None:
+    provisioner = ingest_provisioner(clients)
+    stack = provisioner.deployment.stack("StatusCallbackHandler")
+    before = (dict(stack.parameters), dict(stack.outputs), list(provisioner.deployment.functions))
+
+    with pytest.raises(TemplateError, match=refusal):
+        provisioner.update("StatusCallbackHandler", changes)
+
+    assert (stack.parameters, stack.outputs, provisioner.deployment.functions) == before
+
+
+def test_an_update_that_would_create_a_resource_is_refused(clients: Clients, tmp_path: Path) -> None:
+    provisioner = Provisioner(
+        clients, region=REGION, account_id="123456789012", api_base_url="http://127.0.0.1:3000"
+    )
+    provisioner.deploy([load_stack(write_stack(tmp_path, "Producer", PRODUCER), REGION)])
+
+    with pytest.raises(TemplateError, match="Producer/FancyQueue: the update would create it"):
+        provisioner.update("Producer", {"Flavour": "fancy"})

@@ -9,6 +9,7 @@ import pytest
 
 from twilio_callbacks_cli.local import runner
 from twilio_callbacks_cli.local.runner import LocalPipeline
+from twilio_callbacks_cli.local.templates import load_stack
 
 
 def test_ports_come_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,3 +107,53 @@ def test_a_stack_prefixed_override_reaches_only_that_stack() -> None:
     assert {
         tracing[name] for name in ("ArchiverFunction", "WriterFunction", "RouterFunction", "FlaggerFunction")
     } == {"PassThrough"}
+
+
+def test_emulation_and_base_path_come_from_flags_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWILIO_CALLBACKS_EMULATE", "body=base64,missing=fail")
+    options = runner._parser().parse_args(["--emulate", "query=raw", "--base-path", "/hooks/"])
+
+    from_flags = LocalPipeline(emulation=options.emulate, base_path=options.base_path, http_port=3000)
+    from_environment = LocalPipeline(http_port=3000)
+
+    assert str(from_flags.emulation) == "body=text,query=raw,missing=empty"
+    assert str(from_environment.emulation) == "body=base64,query=decoded,missing=fail"
+    assert from_flags.public_url == "http://127.0.0.1:3000/hooks"
+    assert LocalPipeline(http_port=3000, public_url="https://t.ngrok.app", base_path="hooks").public_url == (
+        "https://t.ngrok.app/hooks"
+    )
+
+
+def test_a_bad_emulation_choice_stops_the_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as flag:
+        runner.main(["--emulate", "body=gzip"])
+    assert flag.value.code == 2
+    assert "body=gzip: choose text or base64" in capsys.readouterr().err
+
+    monkeypatch.setenv("TWILIO_CALLBACKS_EMULATE", "query=percent")
+    assert runner.main(["--port", "0", "--aws-port", "0"]) == 2
+    assert "query=percent: choose decoded or raw" in capsys.readouterr().err
+
+
+ERRORS_STACK = Path(__file__).resolve().parents[2] / "aws_stacks" / "CheckForStatusCallbackErrors"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "default"),
+    [
+        ({}, "Enabled"),
+        ({"CheckForStatusCallbackErrors.AlertsInbox": "Disabled"}, "Disabled"),
+        # A plain override is applied at deploy time, over the template's own default.
+        ({"AlertsInbox": "Disabled"}, "Disabled"),
+    ],
+)
+def test_the_alerts_inbox_is_on_locally_unless_the_caller_says_otherwise(
+    overrides: dict[str, str], default: str
+) -> None:
+    stack = load_stack(ERRORS_STACK, "us-east-1")
+
+    local = LocalPipeline(parameter_overrides=overrides)._with_stack_overrides(stack)
+
+    assert local.parameters["AlertsInbox"]["Default"] == default

@@ -14,9 +14,11 @@
   EMF metrics) and counts each function's output instead of printing it.
 
 Requests the runner makes to its internal queues (stand-ins for SNS→Lambda
-and EventBridge→Lambda/SNS delivery, which AWS does itself) and requests
-carrying `BENCH_USER_AGENT` (the benchmark's own verification reads) are kept
-apart from the counts.
+and EventBridge→Lambda/SNS delivery, which AWS does itself), requests it makes
+in a service's place (`AwsRequest.internal`: Lambda's and API Gateway's
+PutLogEvents, whose bytes the cost model takes from the log capture instead)
+and requests carrying `BENCH_USER_AGENT` (the benchmark's own verification
+reads) are kept apart from the counts.
 """
 
 from __future__ import annotations
@@ -252,6 +254,10 @@ class Recorder:
     def intercept(self, request: AwsRequest) -> Forward | None:
         """Count one AWS request; forward the ones whose answer must be read."""
         if BENCH_USER_AGENT in request.headers.get("user-agent", ""):
+            return None
+        if request.internal:
+            with self._lock:
+                self.plumbing[(request.service, request.operation)] += 1
             return None
         handler = self._by_service.get(request.service)
         if handler is None:

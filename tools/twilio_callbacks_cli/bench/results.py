@@ -32,7 +32,8 @@ from twilio_callbacks_cli.bench.cost import (
 )
 from twilio_callbacks_cli.bench.measure import InvocationSample, percentile
 from twilio_callbacks_cli.bench.run import SINKS, BenchRun
-from twilio_callbacks_cli.bench.stacks import ACTIVE, render_access_log
+from twilio_callbacks_cli.bench.stacks import ACCESS_LOG_CONTEXT, ACTIVE
+from twilio_callbacks_cli.local.http_gateway import render_access_log
 
 # Short names for the stacks in breakdowns.
 COMPONENTS: Mapping[str, str] = {
@@ -271,7 +272,7 @@ def _lambda_lines(run: BenchRun, assumptions: Assumptions) -> list[UsageLine]:
 def access_log_line_bytes(run: BenchRun) -> int:
     for facts in run.facts.values():
         if facts.access_log_format:
-            return len(render_access_log(facts.access_log_format).encode("utf-8"))
+            return len(render_access_log(facts.access_log_format, ACCESS_LOG_CONTEXT).encode("utf-8"))
     return 0
 
 

@@ -34,11 +34,11 @@ from botocore.config import Config
 
 from status_callbacks.forwarded import parse_forwarded_request
 from status_callbacks.lifecycle import lifecycle_position
-from status_callbacks.record import CallbackRecord, parse_form_body
-from status_callbacks.signature import candidate_urls, matching_url
+from status_callbacks.record import parse_form_body
+from status_callbacks.signature import matching_url, urls_for_root
 from status_callbacks.status_store import current_of
 from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import validate_callback
+from status_callbacks.validation import Accepted, signed_url_root, validate_callback
 from twilio_callbacks_cli.bench.measure import (
     BENCH_USER_AGENT,
     LogCapture,
@@ -481,14 +481,14 @@ def validator_cpu(
             result = validate_callback(
                 body, attributes, tokens, received_at=received_at, public_base_url=public_base_url
             )
-            if isinstance(result, CallbackRecord):
-                result.to_json()
+            if isinstance(result, Accepted):
+                result.record.to_json()
                 valid += 1
         best = min(best, time.process_time() - started)
     candidates = tried = 0
     for body, attributes in messages:
         request = parse_forwarded_request(body, attributes)
-        urls = candidate_urls(request.domain, request.path, request.query, public_base_url)
+        urls = urls_for_root(signed_url_root(request, public_base_url), request.query)
         matched = matching_url(
             request.signature, urls, parse_form_body(request.body), tokens.for_account(None)
         )

@@ -9,7 +9,6 @@ run's deployment instead, where the parameters and their overrides are resolved.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from twilio_callbacks_cli.cfn import load_template
 TEMPLATE_FILE = "template.yaml"
 ACTIVE = "Active"
 
-# Representative values for the access log's $context variables (one request).
+# Representative values for the access log's $context variables (one request), rendered with the
+# local gateway's own renderer (`twilio_callbacks_cli.local.http_gateway.render_access_log`).
 ACCESS_LOG_CONTEXT: Mapping[str, str] = {
     "requestId": "JxYzAbCdIAMEbVw=",
     "requestTime": "05/Jan/2026:09:00:00 +0000",
@@ -36,7 +36,6 @@ ACCESS_LOG_CONTEXT: Mapping[str, str] = {
     "path": "/twilio-params",
     "protocol": "HTTP/1.1",
 }
-_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z.]+)")
 
 
 @dataclass(frozen=True)
@@ -116,9 +115,3 @@ def all_stack_facts(stacks_dir: Path) -> dict[str, StackFacts]:
         for folder in sorted(stacks_dir.iterdir())
         if (folder / TEMPLATE_FILE).is_file()
     }
-
-
-def render_access_log(log_format: str, context: Mapping[str, str] = ACCESS_LOG_CONTEXT) -> str:
-    """One access log line as API Gateway writes it for a typical callback (folded YAML joined)."""
-    line = _CONTEXT_VARIABLE.sub(lambda match: context.get(match.group(1), "-"), log_format)
-    return line.replace("\n", "")

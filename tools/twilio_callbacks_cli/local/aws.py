@@ -17,6 +17,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from twilio_callbacks_cli.local.traffic import INTERNAL_USER_AGENT
+
 PLACEHOLDER_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 # Variables that could send an SDK to a real account or a metadata endpoint.
 _REMOVED_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
@@ -24,10 +26,16 @@ _REMOVED_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", 
 
 @dataclass
 class Clients:
-    """One lazily created boto3 client per service, all against the emulator."""
+    """One lazily created boto3 client per service, all against the emulator.
+
+    ``internal`` clients are the runner's own, doing what an AWS service does
+    by itself (Lambda shipping logs): their requests are marked so the
+    benchmark does not count them as the pipeline's.
+    """
 
     endpoint_url: str
     region: str
+    internal: bool = False
     _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -45,7 +53,10 @@ class Clients:
                     region_name=self.region,
                     aws_access_key_id=PLACEHOLDER_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                     aws_secret_access_key=PLACEHOLDER_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                    config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+                    config=Config(
+                        retries={"max_attempts": 2, "mode": "standard"},
+                        user_agent_extra=INTERNAL_USER_AGENT if self.internal else None,
+                    ),
                 )
             return self._clients[service]
 

@@ -12,6 +12,13 @@ live exactly as long as the pipeline. When the pipeline stops, the
 Functions share one process and handlers read ``os.environ``; invocations
 are therefore serialised by one lock, and each runs with its container's
 modules in ``sys.modules`` and its environment set, then removed.
+
+What a handler prints still reaches the runner's console, and, given a
+`LogShipper`, each invocation's lines go to the function's log group
+(``LoggingConfig.LogGroup``, else ``/aws/lambda/<name>``) framed by Lambda's
+``START``/``END``/``REPORT`` lines, one stream per container. ``replace``
+gives a function a fresh container, as Lambda does after a configuration
+update.
 """
 
 from __future__ import annotations
@@ -31,6 +38,13 @@ from types import ModuleType
 from typing import Any
 
 from twilio_callbacks_cli.local.aws import apply_environ
+from twilio_callbacks_cli.local.logs import (
+    HANDLER_OUTPUT,
+    LogShipper,
+    adopt_logger_streams,
+    lambda_log_events,
+    now_ms,
+)
 from twilio_callbacks_cli.local.provision import FunctionSpec
 
 LOG = logging.getLogger("twilio_callbacks_cli.local")
@@ -45,14 +59,14 @@ class FunctionLoadError(RuntimeError):
 class LambdaContext:
     """The context object Lambda passes to a handler (the attributes Powertools reads)."""
 
-    def __init__(self, function: FunctionSpec, request_id: str | None = None) -> None:
+    def __init__(self, function: FunctionSpec, log_stream: str, request_id: str | None = None) -> None:
         self.function_name = function.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = function.arn
         self.memory_limit_in_mb = function.memory_size
         self.aws_request_id = request_id or str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function.name}"
-        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        self.log_group_name = function.log_group_name
+        self.log_stream_name = log_stream
         self.identity = None
         self.client_context = None
         self._deadline = time.monotonic() + function.timeout
@@ -92,18 +106,32 @@ class Invocation:
 InvocationObserver = Callable[[FunctionSpec, Any, Invocation], None]
 
 
+def log_stream_name() -> str:
+    """A new container's log stream, named as Lambda names them."""
+    return time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()) + uuid.uuid4().hex
+
+
 @dataclass
 class _Container:
     handler: Handler
     modules: dict[str, ModuleType]
+    log_stream: str
+    # Import time, reported once, on the container's first invocation (REPORT's Init Duration).
+    init_ms: float | None = None
 
 
 class FunctionHost:
     """Imports each function's handler into its own container and invokes it with its environment."""
 
-    def __init__(self, functions: list[FunctionSpec], runtime_environment: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        functions: list[FunctionSpec],
+        runtime_environment: Mapping[str, str],
+        logs: LogShipper | None = None,
+    ) -> None:
         self.functions = {function.name: function for function in functions}
         self.runtime_environment = dict(runtime_environment)
+        self.logs = logs
         self._containers: dict[str, _Container] = {}
         self._lock = threading.Lock()
         self._isolated: set[str] = set()
@@ -129,14 +157,22 @@ class FunctionHost:
     def runnable(self, function: FunctionSpec) -> bool:
         return function.name in self._containers
 
-    def _environment(self, function: FunctionSpec) -> dict[str, str]:
+    def replace(self, function: FunctionSpec) -> None:
+        """Take a function's new configuration; a runnable one gets a fresh container (new imports)."""
+        with self._lock:
+            self.functions[function.name] = function
+            if function.name in self._containers:
+                self._containers[function.name] = self._import(function)
+
+    def _environment(self, function: FunctionSpec, log_stream: str) -> dict[str, str]:
         """The template environment plus what Lambda sets, with the emulator's variables last."""
         return {
             **function.environment,
             "AWS_LAMBDA_FUNCTION_NAME": function.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": function.log_group_name,
+            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
             "_HANDLER": function.handler,
             **self.runtime_environment,
         }
@@ -159,11 +195,14 @@ class FunctionHost:
         if path not in sys.path:
             sys.path.insert(0, path)
             self._added_paths.append(path)
-        environment = self._environment(function)
+        log_stream = log_stream_name()
+        environment = self._environment(function, log_stream)
         previous = {name: os.environ.get(name) for name in environment}
         apply_environ(environment)
+        started = time.monotonic()
         try:
             module = importlib.import_module(module_name)
+            adopt_logger_streams()
         except Exception as error:
             raise FunctionLoadError(
                 f"{function.logical_id}: cannot import {module_name} from {folder}: {error}"
@@ -174,7 +213,7 @@ class FunctionHost:
         handler = getattr(module, attribute, None)
         if not callable(handler):
             raise FunctionLoadError(f"{function.logical_id}: {module_name} has no function {attribute}")
-        return _Container(handler, modules)
+        return _Container(handler, modules, log_stream, (time.monotonic() - started) * 1000)
 
     def _evict(self, top_levels: set[str], keep: bool) -> dict[str, ModuleType]:
         """Take modules (and submodules) out of ``sys.modules``; ``keep`` remembers the originals."""
@@ -202,32 +241,53 @@ class FunctionHost:
 
     def invoke(self, function: FunctionSpec, event: Any) -> Invocation:
         """Invoke a function synchronously; an exception is captured, as Lambda reports it."""
-        container = self._containers.get(function.name)
-        if container is None:
-            raise FunctionLoadError(f"{function.logical_id} has no runnable handler")
-        context = LambdaContext(function)
-        environment = self._environment(function)
         with self._lock:
+            # The configuration in force now (a poller may hold the one from before an update).
+            function = self.functions.get(function.name, function)
+            container = self._containers.get(function.name)
+            if container is None:
+                raise FunctionLoadError(f"{function.logical_id} has no runnable handler")
+            context = LambdaContext(function, container.log_stream)
+            environment = self._environment(function, container.log_stream)
+            init_ms, container.init_ms = container.init_ms, None
             previous: dict[str, str | None] = {name: os.environ.get(name) for name in environment}
             displaced = {name: sys.modules.get(name) for name in container.modules}
             sys.modules.update(container.modules)
             apply_environ(environment)
+            started_ms = now_ms()
             started = time.monotonic()
             cpu_started = time.thread_time()
             try:
-                result = container.handler(event, context)
+                with HANDLER_OUTPUT.capturing(record=self.logs is not None) as output:
+                    result = container.handler(event, context)
                 outcome = Invocation(result=result, request_id=context.aws_request_id)
             except Exception as error:
                 outcome = Invocation(error=error, request_id=context.aws_request_id)
             finally:
                 duration = (time.monotonic() - started) * 1000
                 cpu = (time.thread_time() - cpu_started) * 1000
+                ended_ms = now_ms()
                 apply_environ(previous)
                 # Modules the handler imported lazily belong to its container from now on.
                 container.modules.update(self._evict(self._isolated, keep=False))
                 for name, module in displaced.items():
                     if module is not None:
                         sys.modules[name] = module
+        if self.logs is not None:
+            self.logs.put(
+                function.log_group_name,
+                container.log_stream,
+                lambda_log_events(
+                    outcome.request_id,
+                    output.close(),
+                    started_ms=started_ms,
+                    ended_ms=ended_ms,
+                    duration_ms=duration,
+                    memory_size=function.memory_size,
+                    init_ms=init_ms,
+                    error=outcome.error,
+                ),
+            )
         if duration > function.timeout * 1000:
             LOG.warning(
                 "%s ran %.0f ms, over its %d s Timeout: on AWS it would have been stopped",

@@ -5,26 +5,41 @@ translated template's ``AWS::ApiGatewayV2::Api`` body (or Route/Integration
 resources). An ``SQS-SendMessage`` integration is evaluated like API Gateway
 does: ``$request.body``, ``$request.header.x``, ``$request.querystring.x``,
 ``$context.…`` and the ``${…}`` forms inside strings such as the
-``MessageAttributes`` JSON, then sent to the emulated queue.
+``MessageAttributes`` JSON (substituted unescaped), then sent to the emulated
+queue. This module is the one implementation of that evaluation.
+
+Where AWS's documentation is silent, `GatewayEmulation` chooses the answer,
+so the pipeline can be run under each (``twilio-callbacks local --emulate``):
+
+- ``body``: ``text`` hands ``$request.body`` over as text; ``base64`` encodes
+  it, as HTTP APIs do for every body but text, JSON, XML and JavaScript ones
+  when they pass a request to a Lambda proxy (form posts included).
+- ``query``: ``decoded`` percent-decodes ``$request.querystring.x`` as UTF-8
+  and keeps ``+`` as a literal ``+``; ``raw`` gives the value exactly as it is
+  in the URL. Either way a parameter given twice is joined with a comma.
+- ``missing``: ``empty`` substitutes ``""`` for a header or query parameter
+  the request does not have; ``fail`` fails the integration ("Unable to
+  resolve property … from source …").
 
 What API Gateway would refuse gets API Gateway's answer, and the server keeps going:
 
 - no route for the method and path: ``404 {"message":"Not Found"}``;
 - a body over HTTP APIs' 10 MB payload limit: ``413 {"message":"Request Entity Too Large"}``;
-- an integration that fails — ``MessageAttributes`` that are not JSON after
-  substitution, or SQS refusing the message (e.g. a body over the queue's
-  ``MaximumMessageSize``) — ``500 {"message":"Internal Server Error"}``, as an
-  HTTP API answers a failed AWS service integration; the reason is logged
-  (on AWS it is the access log's ``integrationErrorMessage``).
+- an integration that fails — an unresolvable value, ``MessageAttributes``
+  that are not JSON after substitution, or SQS refusing the message —
+  ``500 {"message":"Internal Server Error"}``.
 
-Query strings are decoded as API Gateway decodes them: percent-escapes are
-decoded as UTF-8, and ``+`` is kept as a literal ``+`` (it is not turned into
-a space; Twilio and most clients encode spaces as ``%20``). A parameter given
-twice is joined with a comma.
+Every request, answered or refused, gets an access log line rendered from the
+stage's ``AccessLogSettings.Format`` (the failure's reason is
+``$context.integrationErrorMessage``), delivered to its log group. Under an
+API mapping's base path (``--base-path hooks``) every route is served below
+it: ``$context.path`` includes the base path, ``$context.routeKey`` does not.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import logging
 import re
@@ -40,6 +55,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from twilio_callbacks_cli.local.logs import LogEvent, LogShipper
 from twilio_callbacks_cli.local.provision import HttpApiSpec, HttpRouteSpec
 
 LOG = logging.getLogger("twilio_callbacks_cli.local")
@@ -49,13 +65,57 @@ NOT_FOUND = (404, {"message": "Not Found"})
 TOO_LARGE = (413, {"message": "Request Entity Too Large"})
 INTEGRATION_FAILED = (500, {"message": "Internal Server Error"})
 SQS_SEND_MESSAGE = "SQS-SendMessage"
+ACCOUNT_ID = "123456789012"
+# What an access log line shows for a variable without a value.
+NO_VALUE = "-"
+
+BODY_TEXT, BODY_BASE64 = "text", "base64"
+QUERY_DECODED, QUERY_RAW = "decoded", "raw"
+MISSING_EMPTY, MISSING_FAIL = "empty", "fail"
+_CHOICES: Mapping[str, tuple[str, ...]] = {
+    "body": (BODY_TEXT, BODY_BASE64),
+    "query": (QUERY_DECODED, QUERY_RAW),
+    "missing": (MISSING_EMPTY, MISSING_FAIL),
+}
+# Content types a Lambda proxy integration receives as text; every other body is base64-encoded.
+_TEXT_MEDIA = re.compile(r"^(text/.*|application/(json|xml|javascript)|.*\+(json|xml))$")
 
 _INLINE_VARIABLE = re.compile(r"\$\{([^}]+)\}")
 _WHOLE_VARIABLE = re.compile(r"^\$(request\.|context\.|stageVariables\.)\S*$")
+_LOG_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)")
+
+
+@dataclass(frozen=True)
+class GatewayEmulation:
+    """How the gateway answers the questions AWS's documentation leaves open (see the module doc)."""
+
+    body: str = BODY_TEXT
+    query: str = QUERY_DECODED
+    missing: str = MISSING_EMPTY
+
+    def __post_init__(self) -> None:
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}={getattr(self, name)}: choose {' or '.join(choices)}")
+
+    @classmethod
+    def parse(cls, spec: str) -> GatewayEmulation:
+        """``body=base64,query=raw,missing=fail`` (any subset, any order; the rest default)."""
+        chosen: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            name, equals, value = item.partition("=")
+            name = name.strip()
+            if not equals or name not in _CHOICES:
+                raise ValueError(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(_CHOICES)}")
+            chosen[name] = value.strip()
+        return cls(**chosen)
+
+    def __str__(self) -> str:
+        return f"body={self.body},query={self.query},missing={self.missing}"
 
 
 class MappingError(ValueError):
-    """A parameter mapping refers to something API Gateway does not provide."""
+    """A parameter mapping API Gateway cannot evaluate for this request; the integration fails."""
 
 
 @dataclass(frozen=True)
@@ -63,32 +123,46 @@ class HttpRequest:
     """The parts of an HTTP request a parameter mapping can read."""
 
     method: str
+    # Percent-decoded, as received (under a base path, including it).
     path: str
-    query: Mapping[str, str]
+    # The query string exactly as it was in the URL, without the "?".
+    raw_query: str
     headers: Mapping[str, str]
-    body: str
+    body: bytes
     source_ip: str
     domain: str
-    user_agent: str = ""
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     received: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    @property
+    def user_agent(self) -> str:
+        return self.headers.get("user-agent", "")
 
-def decode_query(raw: str) -> dict[str, str]:
-    """Query parameters as API Gateway hands them to mappings (percent-decoded, ``+`` kept)."""
+
+def query_parameters(raw_query: str, decoded: bool = True) -> dict[str, str]:
+    """Query values as a mapping sees them: percent-decoded (``+`` kept) or raw; repeats comma-joined."""
     values: dict[str, list[str]] = {}
-    for part in raw.split("&"):
+    for part in raw_query.split("&"):
         if not part:
             continue
         name, _, value = part.partition("=")
-        values.setdefault(unquote(name), []).append(unquote(value))
+        # unquote, not unquote_plus: "+" stays "+" (see the module doc).
+        values.setdefault(unquote(name), []).append(unquote(value) if decoded else value)
     return {name: ",".join(items) for name, items in values.items()}
 
 
-def context_value(name: str, request: HttpRequest, route: HttpRouteSpec, api: HttpApiSpec) -> str:
-    """``$context.<name>`` for a request."""
+def request_body(request: HttpRequest, emulation: GatewayEmulation) -> str:
+    """``$request.body`` under the emulated body encoding."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if emulation.body == BODY_BASE64 and not _TEXT_MEDIA.match(content_type):
+        return base64.b64encode(request.body).decode("ascii")
+    return request.body.decode("utf-8", errors="replace")
+
+
+def context_values(request: HttpRequest, route: HttpRouteSpec | None, api: HttpApiSpec) -> dict[str, str]:
+    """The ``$context`` variables known when the request arrives (before any answer)."""
     epoch_ms = int(request.received.timestamp() * 1000)
-    values = {
+    return {
         "domainName": request.domain,
         "domainPrefix": request.domain.split(".", 1)[0],
         "path": request.path,
@@ -97,76 +171,136 @@ def context_value(name: str, request: HttpRequest, route: HttpRouteSpec, api: Ht
         "extendedRequestId": request.request_id,
         "requestTime": request.received.strftime("%d/%b/%Y:%H:%M:%S +0000"),
         "requestTimeEpoch": str(epoch_ms),
-        "routeKey": f"{route.method} {route.path}",
-        "stage": api.stage_prefix.strip("/") or "$default",
+        "routeKey": f"{route.method} {route.path}" if route else NO_VALUE,
+        "stage": api.stage,
         "apiId": api.api_id,
-        "accountId": "123456789012",
+        "accountId": ACCOUNT_ID,
         "protocol": "HTTP/1.1",
         "identity.sourceIp": request.source_ip,
         "identity.userAgent": request.user_agent,
     }
-    if name not in values:
-        raise MappingError(f"$context.{name} is not available locally")
-    return values[name]
 
 
-def mapping_value(expression: str, request: HttpRequest, route: HttpRouteSpec, api: HttpApiSpec) -> str:
-    """One variable (without ``$``): ``request.body``, ``request.header.x``, ``context.x`` …"""
-    if expression == "request.body":
-        return request.body
-    if expression.startswith("request.body."):
-        return _json_body_value(request.body, expression.removeprefix("request.body."))
-    if expression.startswith("request.header."):
-        return request.headers.get(expression.removeprefix("request.header.").lower(), "")
-    if expression.startswith("request.querystring."):
-        return request.query.get(expression.removeprefix("request.querystring."), "")
-    if expression == "request.path":
-        return request.path
-    if expression.startswith("context."):
-        return context_value(expression.removeprefix("context."), request, route, api)
-    if expression.startswith("stageVariables."):
+@dataclass(frozen=True)
+class ParameterMapping:
+    """One integration's request parameters evaluated for one request, under an emulation."""
+
+    request: HttpRequest
+    route: HttpRouteSpec
+    api: HttpApiSpec
+    emulation: GatewayEmulation
+
+    @functools.cached_property
+    def _query(self) -> dict[str, str]:
+        return query_parameters(self.request.raw_query, decoded=self.emulation.query == QUERY_DECODED)
+
+    @functools.cached_property
+    def _context(self) -> dict[str, str]:
+        return context_values(self.request, self.route, self.api)
+
+    def evaluate(self, parameter: str, template: Any) -> str:
+        """A request parameter's value: a whole ``$variable``, or a string with ``${variable}`` parts."""
+        text = str(template)
+        if _WHOLE_VARIABLE.match(text):
+            return self._value(parameter, text[1:])
+        return _INLINE_VARIABLE.sub(lambda match: self._value(parameter, match.group(1)), text)
+
+    def _value(self, parameter: str, expression: str) -> str:
+        """One variable (without ``$``): ``request.body``, ``request.header.x``, ``context.x`` …"""
+        if expression == "request.body":
+            return request_body(self.request, self.emulation)
+        if expression == "request.path":
+            return self.request.path
+        if expression.startswith("context."):
+            name = expression.removeprefix("context.")
+            if name not in self._context:
+                raise MappingError(f"$context.{name} is not available locally")
+            return self._context[name]
+        value: str | None
+        if expression.startswith("request.body."):
+            value = _json_body_value(self.request.body, expression.removeprefix("request.body."))
+        elif expression.startswith("request.header."):
+            value = self.request.headers.get(expression.removeprefix("request.header.").lower())
+        elif expression.startswith("request.querystring."):
+            value = self._query.get(expression.removeprefix("request.querystring."))
+        elif expression.startswith("stageVariables."):
+            value = None
+        else:
+            raise MappingError(f"${expression} is not a parameter mapping variable")
+        if value is not None:
+            return value
+        if self.emulation.missing == MISSING_FAIL:
+            raise MappingError(f"Unable to resolve property {parameter} from source ${expression}")
         return ""
-    raise MappingError(f"${expression} is not a parameter mapping variable")
 
 
-def _json_body_value(body: str, path: str) -> str:
+def _json_body_value(body: bytes, path: str) -> str | None:
     try:
         value: Any = json.loads(body)
     except ValueError:
-        return ""
+        return None
     for part in path.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
     if value is None:
-        return ""
+        return None
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def evaluate(template: Any, request: HttpRequest, route: HttpRouteSpec, api: HttpApiSpec) -> str:
-    """A request parameter's value: a whole ``$variable``, or a string with ``${variable}`` parts."""
-    text = str(template)
-    if _WHOLE_VARIABLE.match(text):
-        return mapping_value(text[1:], request, route, api)
-    return _INLINE_VARIABLE.sub(lambda match: mapping_value(match.group(1), request, route, api), text)
+def render_access_log(log_format: str, context: Mapping[str, str]) -> str:
+    """One access log line: each ``$context.x`` of the format replaced by its value, else ``-``.
+
+    Values go in as they are, unescaped, as API Gateway writes them; the
+    format's line breaks (a folded YAML block) are dropped.
+    """
+    line = _LOG_VARIABLE.sub(lambda match: context.get(match.group(1)) or NO_VALUE, log_format)
+    return line.replace("\n", "")
 
 
 @dataclass(frozen=True)
 class GatewayResponse:
-    """Status and JSON body returned to the caller."""
+    """Status and JSON body returned to the caller, and what the access log says about the integration."""
 
     status: int
     body: Mapping[str, Any]
+    integration_error: str | None = None
+    integration_status: int | None = None
+    integration_latency_ms: int | None = None
+
+    @property
+    def payload(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":")).encode("utf-8")
 
 
 SqsFactory = Callable[[], Any]
 
 
-class HttpGateway:
-    """Matches requests to the APIs' routes and runs their SQS integrations."""
+def normalised_base_path(base_path: str | None) -> str:
+    """``hooks``, ``/hooks/`` → ``/hooks``; nothing → ``""``."""
+    stripped = (base_path or "").strip().strip("/")
+    if stripped and not re.fullmatch(r"[A-Za-z0-9._~\-]+(/[A-Za-z0-9._~\-]+)*", stripped):
+        raise ValueError(f"base path {base_path!r}: use path segments such as hooks or v1/hooks")
+    return f"/{stripped}" if stripped else ""
 
-    def __init__(self, apis: list[HttpApiSpec], sqs: SqsFactory, domain: str) -> None:
+
+class HttpGateway:
+    """Matches requests to the APIs' routes, runs their SQS integrations and writes their access logs."""
+
+    def __init__(
+        self,
+        apis: list[HttpApiSpec],
+        sqs: SqsFactory,
+        domain: str,
+        *,
+        emulation: GatewayEmulation | None = None,
+        base_path: str = "",
+        logs: LogShipper | None = None,
+    ) -> None:
         self.apis = apis
         self.sqs = sqs
         self.domain = domain
+        self.emulation = emulation or GatewayEmulation()
+        self.base_path = normalised_base_path(base_path)
+        self.logs = logs
         self._local = threading.local()
         unsupported = [
             f"{route.method} {route.path}"
@@ -180,29 +314,57 @@ class HttpGateway:
     def routes(self) -> list[tuple[HttpApiSpec, HttpRouteSpec]]:
         return [(api, route) for api in self.apis for route in api.routes]
 
+    def mount(self, api: HttpApiSpec) -> str:
+        """Where an API's routes are served: under the base path (an API mapping), else its stage."""
+        return self.base_path or api.stage_prefix
+
     def match(self, method: str, path: str) -> tuple[HttpApiSpec, HttpRouteSpec] | None:
         for api, route in self.routes():
-            route_path = api.stage_prefix + route.path
-            if route_path == path and route.method in (method, "ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD"):
+            if self.mount(api) + route.path == path and route.method in (
+                method,
+                "ANY",
+                "X-AMAZON-APIGATEWAY-ANY-METHOD",
+            ):
                 return api, route
         return None
 
     def handle(self, request: HttpRequest) -> GatewayResponse:
-        """The response API Gateway would give to this request."""
-        matched = self.match(request.method, request.path)
-        if matched is None:
+        """The response API Gateway would give to this request; its access log line is written."""
+        api, route = self.match(request.method, request.path) or (None, None)
+        response = self._answer(request, api, route)
+        self._log_access(request, api, route, response)
+        return response
+
+    def refuse_oversized(self, request: HttpRequest) -> GatewayResponse:
+        """The answer to a request whose body was not even read (over the payload limit)."""
+        api, route = self.match(request.method, request.path) or (None, None)
+        response = GatewayResponse(*TOO_LARGE)
+        self._log_access(request, api, route, response)
+        return response
+
+    def _answer(
+        self, request: HttpRequest, api: HttpApiSpec | None, route: HttpRouteSpec | None
+    ) -> GatewayResponse:
+        if api is None or route is None:
             return GatewayResponse(*NOT_FOUND)
-        api, route = matched
-        if len(request.body.encode("utf-8", errors="surrogateescape")) > MAX_PAYLOAD_BYTES:
+        if len(request.body) > MAX_PAYLOAD_BYTES:
             return GatewayResponse(*TOO_LARGE)
         if route.integration.get("integrationSubtype") != SQS_SEND_MESSAGE:
             LOG.error("%s %s: integration type not supported locally", route.method, route.path)
-            return GatewayResponse(*INTEGRATION_FAILED)
+            return GatewayResponse(
+                *INTEGRATION_FAILED, integration_error="integration type not supported locally"
+            )
         try:
-            return self._send_message(request, api, route)
+            return self._send_message(ParameterMapping(request, route, api, self.emulation))
         except (MappingError, ValueError, ClientError, BotoCoreError) as error:
-            LOG.warning("%s %s: integration failed: %s", request.method, request.path, _reason(error))
-            return GatewayResponse(*INTEGRATION_FAILED)
+            reason = _reason(error)
+            LOG.warning("%s %s: integration failed: %s", request.method, request.path, reason)
+            status = (
+                error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if isinstance(error, ClientError)
+                else None
+            )
+            return GatewayResponse(*INTEGRATION_FAILED, integration_error=reason, integration_status=status)
 
     def _client(self) -> Any:
         # One client per server thread: requests are served concurrently.
@@ -211,23 +373,22 @@ class HttpGateway:
             client = self._local.sqs = self.sqs()
         return client
 
-    def _send_message(self, request: HttpRequest, api: HttpApiSpec, route: HttpRouteSpec) -> GatewayResponse:
-        parameters = route.integration.get("requestParameters") or {}
+    def _send_message(self, mapping: ParameterMapping) -> GatewayResponse:
+        parameters = mapping.route.integration.get("requestParameters") or {}
         arguments: dict[str, Any] = {
-            "QueueUrl": evaluate(parameters["QueueUrl"], request, route, api),
-            "MessageBody": evaluate(parameters["MessageBody"], request, route, api),
+            name: mapping.evaluate(name, parameters[name])
+            for name in ("QueueUrl", "MessageBody", "MessageGroupId", "MessageDeduplicationId")
+            if name in parameters
         }
         if "MessageAttributes" in parameters:
-            text = evaluate(parameters["MessageAttributes"], request, route, api)
+            text = mapping.evaluate("MessageAttributes", parameters["MessageAttributes"])
             try:
                 arguments["MessageAttributes"] = json.loads(text)
             except ValueError as error:
                 raise MappingError("MessageAttributes is not valid JSON after substitution") from error
         if "DelaySeconds" in parameters:
-            arguments["DelaySeconds"] = int(evaluate(parameters["DelaySeconds"], request, route, api))
-        for name in ("MessageGroupId", "MessageDeduplicationId"):
-            if name in parameters:
-                arguments[name] = evaluate(parameters[name], request, route, api)
+            arguments["DelaySeconds"] = int(mapping.evaluate("DelaySeconds", parameters["DelaySeconds"]))
+        started = time.monotonic()
         result = self._client().send_message(**arguments)
         return GatewayResponse(
             200,
@@ -243,7 +404,46 @@ class HttpGateway:
                     },
                 }
             },
+            integration_status=200,
+            integration_latency_ms=int((time.monotonic() - started) * 1000),
         )
+
+    def _log_access(
+        self,
+        request: HttpRequest,
+        api: HttpApiSpec | None,
+        route: HttpRouteSpec | None,
+        response: GatewayResponse,
+    ) -> None:
+        # One local server stands for every API's domain: a request no route matches is the first API's.
+        logged = api or next((candidate for candidate in self.apis if candidate.access_log), None)
+        if self.logs is None or logged is None or logged.access_log is None:
+            return
+        context = {
+            **context_values(request, route, logged),
+            "status": str(response.status),
+            "responseLength": str(len(response.payload)),
+            "integrationErrorMessage": response.integration_error or "",
+            "integration.error": response.integration_error or "",
+            "integrationStatus": _optional(response.integration_status),
+            "integration.status": _optional(response.integration_status),
+            "integrationLatency": _optional(response.integration_latency_ms),
+            "integration.latency": _optional(response.integration_latency_ms),
+            "responseLatency": str(int((datetime.now(UTC) - request.received).total_seconds() * 1000)),
+            "error.message": str(response.body.get("message", "")) if response.status >= 400 else "",
+        }
+        line = render_access_log(logged.access_log.format, context)
+        stamp = int(request.received.timestamp() * 1000)
+        self.logs.put(
+            logged.access_log.log_group,
+            f"{logged.api_id}_{logged.stage}",
+            [LogEvent(stamp, line)],
+            mergeable=True,
+        )
+
+
+def _optional(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _reason(error: Exception) -> str:
@@ -263,15 +463,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         raw_path, _, raw_query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_PAYLOAD_BYTES:
+        oversized = length > MAX_PAYLOAD_BYTES
+        if oversized:
             self._drain(length)
-            self._respond(GatewayResponse(*TOO_LARGE))
-            return
-        raw_body = (
-            self._read_chunked()
-            if "chunked" in self.headers.get("Transfer-Encoding", "")
-            else (self.rfile.read(length) if length else b"")
-        )
+            raw_body = b""
+        elif "chunked" in self.headers.get("Transfer-Encoding", ""):
+            raw_body = self._read_chunked()
+        else:
+            raw_body = self.rfile.read(length) if length else b""
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             key = name.lower()
@@ -279,14 +478,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         request = HttpRequest(
             method=self.command,
             path=unquote(raw_path),
-            query=decode_query(raw_query),
+            raw_query=raw_query,
             headers=headers,
-            body=raw_body.decode("utf-8", errors="replace"),
+            body=raw_body,
             source_ip=self.client_address[0],
             domain=self.server.gateway.domain,
-            user_agent=headers.get("user-agent", ""),
         )
-        response = self.server.gateway.handle(request)
+        gateway = self.server.gateway
+        response = gateway.refuse_oversized(request) if oversized else gateway.handle(request)
         self._respond(response, request.request_id)
         LOG.info(
             "%s %s → %d (%.0f ms)",
@@ -318,12 +517,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return
             remaining -= len(chunk)
 
-    def _respond(self, response: GatewayResponse, request_id: str | None = None) -> None:
-        payload = json.dumps(response.body, separators=(",", ":")).encode("utf-8")
+    def _respond(self, response: GatewayResponse, request_id: str) -> None:
+        payload = response.payload
         self.send_response(response.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
-        self.send_header("apigw-requestid", request_id or str(uuid.uuid4()))
+        self.send_header("apigw-requestid", request_id)
         self.end_headers()
         self.wfile.write(payload)
 

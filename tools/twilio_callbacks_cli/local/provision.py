@@ -10,7 +10,7 @@ Every resource type is handled one of three ways (``SUPPORT`` is the table):
 - **in-process**: the runner plays the part (Lambda functions and their
   event source mappings and async invoke settings run in this process; the
   HTTP API is served by the local gateway);
-- **skipped**: no local meaning (IAM, log groups, alarms, Glue/Athena …).
+- **skipped**: no local meaning (IAM, alarms, Glue/Athena …).
   ``Ref``/``GetAtt`` still return well-formed names and ARNs.
 
 Where moto cannot deliver what the template wires up — an EventBridge rule
@@ -21,13 +21,15 @@ rule, same pattern, same filter policy) and the runner delivers from it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import re
 import secrets
 import string
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,9 @@ SUPPORT: Mapping[str, ResourceSupport] = {
     "AWS::Lambda::Version": ResourceSupport(IN_PROCESS, "same code as the function"),
     "AWS::Lambda::Alias": ResourceSupport(IN_PROCESS, "same code as the function"),
     "AWS::ApiGatewayV2::Api": ResourceSupport(IN_PROCESS, "served by the local HTTP gateway"),
-    "AWS::ApiGatewayV2::Stage": ResourceSupport(IN_PROCESS, "stage path prefix"),
+    "AWS::ApiGatewayV2::Stage": ResourceSupport(
+        IN_PROCESS, "stage path prefix; AccessLogSettings rendered to the access log group"
+    ),
     "AWS::ApiGatewayV2::Route": ResourceSupport(IN_PROCESS, "served by the local HTTP gateway"),
     "AWS::ApiGatewayV2::Integration": ResourceSupport(IN_PROCESS, "SQS-SendMessage integrations"),
     "AWS::Lambda::LayerVersion": ResourceSupport(SKIPPED, "the layer's package is installed in the venv"),
@@ -111,7 +115,9 @@ SUPPORT: Mapping[str, ResourceSupport] = {
     "AWS::IAM::Role": ResourceSupport(SKIPPED, "IAM is not enforced locally"),
     "AWS::IAM::Policy": ResourceSupport(SKIPPED, "IAM is not enforced locally"),
     "AWS::IAM::ManagedPolicy": ResourceSupport(SKIPPED, "IAM is not enforced locally"),
-    "AWS::Logs::LogGroup": ResourceSupport(SKIPPED, "handlers log to the runner's console"),
+    "AWS::Logs::LogGroup": ResourceSupport(
+        MOTO, "with retention; receives its functions' output and the HTTP API's access log lines"
+    ),
     "AWS::Logs::MetricFilter": ResourceSupport(SKIPPED, "no CloudWatch locally"),
     "AWS::Logs::SubscriptionFilter": ResourceSupport(SKIPPED, "no CloudWatch locally"),
     "AWS::CloudWatch::Alarm": ResourceSupport(SKIPPED, "no CloudWatch locally"),
@@ -138,13 +144,15 @@ def support_of(resource_type: str) -> ResourceSupport:
 
 @dataclass
 class Provisioned:
-    """One resource: what Ref and GetAtt return, and how it was handled."""
+    """One resource: what Ref and GetAtt return, how it was handled, and its resolved properties."""
 
     logical_id: str
     ref: Any
     attributes: dict[str, Any] = field(default_factory=dict)
     type: str = ""
     handling: str = MOTO
+    # As resolved at creation, so a stack update can tell which resources it would change.
+    properties: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,12 @@ class FunctionSpec:
     layer_folders: tuple[Path, ...] = ()
     # X-Ray mode as deployed (TracingConfig.Mode); nothing traces locally, the benchmark prices it.
     tracing: str = "PassThrough"
+    # LoggingConfig.LogGroup; without one Lambda writes to /aws/lambda/<name>.
+    log_group: str | None = None
+
+    @property
+    def log_group_name(self) -> str:
+        return self.log_group or f"/aws/lambda/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -227,6 +241,14 @@ class HttpRouteSpec:
 
 
 @dataclass(frozen=True)
+class AccessLogSpec:
+    """A stage's AccessLogSettings: the log group its lines go to, and their format."""
+
+    log_group: str
+    format: str
+
+
+@dataclass(frozen=True)
 class HttpApiSpec:
     """An HTTP API served by the local gateway."""
 
@@ -235,6 +257,11 @@ class HttpApiSpec:
     api_id: str
     routes: tuple[HttpRouteSpec, ...]
     stage_prefix: str = ""
+    access_log: AccessLogSpec | None = None
+
+    @property
+    def stage(self) -> str:
+        return self.stage_prefix.strip("/") or "$default"
 
 
 @dataclass
@@ -374,16 +401,21 @@ class Provisioner:
         self.api_base_url = api_base_url.rstrip("/")
         self.parameter_overrides = dict(parameter_overrides or {})
         self.deployment = Deployment()
+        # The templates as provisioned, for updates.
+        self.templates: dict[str, StackTemplate] = {}
 
     def pseudo(self, stack_name: str) -> PseudoParameters:
         return PseudoParameters(stack_name=stack_name, region=self.region, account_id=self.account_id)
 
-    def parameter_values(self, stack: StackTemplate) -> dict[str, Any]:
-        """Template defaults, overridden by any override whose name the stack declares."""
+    def parameter_values(
+        self, stack: StackTemplate, changes: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Template defaults, overridden by any override whose name the stack declares, then ``changes``."""
+        chosen = {**self.parameter_overrides, **(changes or {})}
         values: dict[str, Any] = {}
         for name, declaration in stack.parameters.items():
-            if name in self.parameter_overrides:
-                raw: Any = self.parameter_overrides[name]
+            if name in chosen:
+                raw: Any = chosen[name]
             elif "Default" in declaration:
                 raw = declaration["Default"]
             else:
@@ -395,6 +427,7 @@ class Provisioner:
                 )
             else:
                 values[name] = _text(raw)
+                _check_parameter(stack.name, name, declaration, values[name])
         return values
 
     def deploy(self, stacks: list[StackTemplate]) -> Deployment:
@@ -417,8 +450,27 @@ class Provisioner:
                 str(_try_resolve(resolver, expression)) for expression in imported_expressions(stack)
             }
         for stack in stack_order(stacks, exports, imports):
+            self.templates[stack.name] = stack
             StackProvisioner(self, stack).provision()
         return self.deployment
+
+    def update(self, stack_name: str, changes: Mapping[str, Any]) -> list[FunctionSpec]:
+        """Re-resolve a provisioned stack with changed parameters, as an in-place CloudFormation update.
+
+        Nothing is recreated: queues, buckets and tables keep their contents.
+        Only changes that reach function environments and stack outputs are
+        supported; any other resource change is refused (TemplateError) before
+        anything is applied. Returns the functions whose configuration changed.
+        """
+        if stack_name not in self.templates:
+            raise TemplateError(f"no provisioned stack {stack_name}")
+        stack = self.templates[stack_name]
+        unknown = sorted(set(changes) - set(stack.parameters))
+        if unknown:
+            raise TemplateError(f"{stack_name} declares no parameter(s) {', '.join(unknown)}")
+        current = self.deployment.stack(stack_name)
+        values = self.parameter_values(stack, {**current.parameters, **changes})
+        return StackProvisioner(self, stack, values).update(current)
 
     def localise(self, value: Any) -> Any:
         """Point execute-api URLs of the emulated HTTP APIs at the local gateway."""
@@ -447,6 +499,24 @@ class Provisioner:
         return url, queue_arn
 
 
+def _check_parameter(stack: str, name: str, declaration: Mapping[str, Any], value: str) -> None:
+    """Refuse a value CloudFormation would refuse (AllowedValues, AllowedPattern, Min/MaxValue)."""
+    allowed = declaration.get("AllowedValues")
+    if allowed is not None and value not in [_text(item) for item in allowed]:
+        raise TemplateError(f"{stack}: {name}={value!r} is not one of {', '.join(map(_text, allowed))}")
+    pattern = declaration.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(str(pattern), value) is None:
+        raise TemplateError(f"{stack}: {name}={value!r} does not match {pattern}")
+    if str(declaration.get("Type")) == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise TemplateError(f"{stack}: {name}={value!r} is not a number") from None
+        low, high = declaration.get("MinValue"), declaration.get("MaxValue")
+        if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+            raise TemplateError(f"{stack}: {name}={value} is outside {low}..{high}")
+
+
 def _try_resolve(resolver: Resolver, expression: Any) -> Any:
     try:
         return resolver.resolve(expression)
@@ -457,7 +527,9 @@ def _try_resolve(resolver: Resolver, expression: Any) -> Any:
 class StackProvisioner:
     """Provisions one stack's resources in dependency order and resolves its outputs."""
 
-    def __init__(self, owner: Provisioner, stack: StackTemplate) -> None:
+    def __init__(
+        self, owner: Provisioner, stack: StackTemplate, parameters: dict[str, Any] | None = None
+    ) -> None:
         self.owner = owner
         self.stack = stack
         self.clients = owner.clients
@@ -465,7 +537,7 @@ class StackProvisioner:
         self.result = ProvisionedStack(
             name=stack.name,
             description=str(stack.template.get("Description", "")),
-            parameters=owner.parameter_values(stack),
+            parameters=owner.parameter_values(stack) if parameters is None else parameters,
         )
         self.resolver = Resolver(
             owner.pseudo(stack.name),
@@ -540,15 +612,76 @@ class StackProvisioner:
             try:
                 properties = self.resolver.resolve(definition.get("Properties") or {})
                 creator = _CREATORS.get(kind, _skipped)
-                provisioned = creator(self, logical_id, properties)
+                provisioned = creator(self, logical_id, copy.deepcopy(properties))
             except IntrinsicError as error:
                 raise TemplateError(f"{self.stack.name}/{logical_id}: {error}") from error
+            provisioned.properties = properties
             provisioned.type = kind
             provisioned.handling = support.handling if kind in SUPPORT else SKIPPED
             self.result.resources[logical_id] = provisioned
-        self._resolve_outputs()
+        self.result.outputs = self._outputs()
+        for value, _, export_name in self.result.outputs.values():
+            if export_name:
+                self.deployment.exports[export_name] = value
         self.deployment.stacks.append(self.result)
         return self.result
+
+    def update(self, current: ProvisionedStack) -> list[FunctionSpec]:
+        """Apply this provisioner's parameters to ``current`` in place (see `Provisioner.update`)."""
+        self.result.resources = dict(current.resources)
+        resolved: dict[str, dict[str, Any]] = {}
+        reconfigured: list[FunctionSpec] = []
+        for logical_id in self._creation_order():
+            definition = self.stack.resources[logical_id]
+            condition = definition.get("Condition")
+            wanted = not condition or self.resolver.condition(str(condition))
+            existing = current.resources.get(logical_id)
+            if wanted != (existing is not None):
+                action = "create" if wanted else "delete"
+                raise TemplateError(
+                    f"{self.stack.name}/{logical_id}: the update would {action} it; "
+                    "the local runner updates function environments and outputs only"
+                )
+            if existing is None:
+                continue
+            try:
+                properties = self.resolver.resolve(definition.get("Properties") or {})
+            except IntrinsicError as error:
+                raise TemplateError(f"{self.stack.name}/{logical_id}: {error}") from error
+            changed = sorted(
+                key
+                for key in {*properties, *existing.properties}
+                if properties.get(key) != existing.properties.get(key)
+            )
+            if not changed:
+                continue
+            if existing.type != "AWS::Lambda::Function" or changed != ["Environment"]:
+                raise TemplateError(
+                    f"{self.stack.name}/{logical_id} ({existing.type}): the update would change "
+                    f"{', '.join(changed)}; the local runner updates function environments and outputs only"
+                )
+            resolved[logical_id] = properties
+            reconfigured.append(self._reconfigured(str(existing.ref), properties))
+        outputs = self._outputs()
+        exports = {export: value for value, _, export in outputs.values() if export}
+        before = {export: value for value, _, export in current.outputs.values() if export}
+        if exports != before:
+            raise TemplateError(
+                f"{self.stack.name}: the update would change its exports, which other stacks import"
+            )
+        for logical_id, properties in resolved.items():
+            current.resources[logical_id].properties = properties
+        functions = {function.name: function for function in reconfigured}
+        self.deployment.functions = [functions.get(spec.name, spec) for spec in self.deployment.functions]
+        current.parameters = self.result.parameters
+        current.outputs = outputs
+        return reconfigured
+
+    def _reconfigured(self, name: str, properties: Mapping[str, Any]) -> FunctionSpec:
+        function = self.deployment.function(name)
+        if function is None:
+            raise TemplateError(f"{self.stack.name}: no function {name}")
+        return replace(function, environment=_environment_variables(self.owner, properties))
 
     def _creation_order(self) -> list[str]:
         resources = self.stack.resources
@@ -572,7 +705,9 @@ class StackProvisioner:
                 pending.remove(logical_id)
         return ordered
 
-    def _resolve_outputs(self) -> None:
+    def _outputs(self) -> dict[str, tuple[str, str, str | None]]:
+        """Each output whose condition holds: (value, description, export name)."""
+        outputs: dict[str, tuple[str, str, str | None]] = {}
         for key, output in self.stack.outputs.items():
             condition = output.get("Condition")
             if condition and not self.resolver.condition(str(condition)):
@@ -584,9 +719,8 @@ class StackProvisioner:
             except IntrinsicError as error:
                 raise TemplateError(f"{self.stack.name}/Outputs/{key}: {error}") from error
             text = ",".join(map(_text, value)) if isinstance(value, list) else _text(value)
-            self.result.outputs[key] = (text, str(output.get("Description", "")), export_name)
-            if export_name:
-                self.deployment.exports[export_name] = text
+            outputs[key] = (text, str(output.get("Description", "")), export_name)
+        return outputs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,9 +742,6 @@ def _synthetic(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any
     if kind == "AWS::IAM::ManagedPolicy":
         policy_arn = f"arn:aws:iam::{ctx.account_id}:policy/{properties.get('ManagedPolicyName') or name}"
         return Provisioned(logical_id, policy_arn, {"PolicyArn": policy_arn})
-    if kind == "AWS::Logs::LogGroup":
-        group = str(properties.get("LogGroupName") or f"/aws/local/{name}")
-        return Provisioned(logical_id, group, {"Arn": ctx.arn("logs", f"log-group:{group}:*")})
     if kind == "AWS::Lambda::LayerVersion":
         return Provisioned(logical_id, ctx.arn("lambda", f"layer:{name}:1"))
     if kind == "AWS::CloudWatch::Alarm":
@@ -625,6 +756,19 @@ def _synthetic(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any
         return Provisioned(logical_id, str(properties.get("Name") or name))
     service = kind.split("::")[1].lower() if kind.count("::") == 2 else "local"
     return Provisioned(logical_id, name, {"Arn": ctx.arn(service, name)})
+
+
+def _log_group(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]) -> Provisioned:
+    name = str(properties.get("LogGroupName") or ctx.name(logical_id, 512))
+    request: dict[str, Any] = {"logGroupName": name}
+    if properties.get("Tags"):
+        request["tags"] = _tags(properties["Tags"])
+    ctx.clients.logs.create_log_group(**request)
+    if "RetentionInDays" in properties:
+        ctx.clients.logs.put_retention_policy(
+            logGroupName=name, retentionInDays=int(properties["RetentionInDays"])
+        )
+    return Provisioned(logical_id, name, {"Arn": ctx.arn("logs", f"log-group:{name}:*")})
 
 
 def _layer(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]) -> Provisioned:
@@ -1022,8 +1166,7 @@ def _function(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]
     code_folder = ctx.stack.code_folder(properties.get("Code"))
     if not runtime.startswith("python") or code_folder is None:
         ctx.note(f"{logical_id}: only Python functions with local code run locally ({runtime or 'image'})")
-    variables = (properties.get("Environment") or {}).get("Variables") or {}
-    environment = {str(key): _text(value) for key, value in ctx.owner.localise(variables).items()}
+    environment = _environment_variables(ctx.owner, properties)
     dead_letter = (properties.get("DeadLetterConfig") or {}).get("TargetArn")
     ctx.deployment.functions.append(
         FunctionSpec(
@@ -1037,6 +1180,7 @@ def _function(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]
             timeout=int(properties.get("Timeout", 3)),
             memory_size=int(properties.get("MemorySize", 128)),
             tracing=str((properties.get("TracingConfig") or {}).get("Mode", "PassThrough")),
+            log_group=(properties.get("LoggingConfig") or {}).get("LogGroup"),
             environment=environment,
             dead_letter_arn=str(dead_letter) if dead_letter else None,
             layer_folders=tuple(
@@ -1047,6 +1191,11 @@ def _function(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]
         )
     )
     return Provisioned(logical_id, name, {"Arn": function_arn})
+
+
+def _environment_variables(owner: Provisioner, properties: Mapping[str, Any]) -> dict[str, str]:
+    variables = (properties.get("Environment") or {}).get("Variables") or {}
+    return {str(key): _text(value) for key, value in owner.localise(variables).items()}
 
 
 def _function_version(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]) -> Provisioned:
@@ -1130,13 +1279,24 @@ def _openapi_routes(body: Mapping[str, Any]) -> list[HttpRouteSpec]:
 def _http_stage(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]) -> Provisioned:
     stage = str(properties.get("StageName", "$default"))
     api_id = str(properties.get("ApiId", ""))
-    if stage != "$default":
-        for index, api in enumerate(ctx.deployment.apis):
-            if api.api_id == api_id:
-                ctx.deployment.apis[index] = HttpApiSpec(
-                    api.stack, api.logical_id, api_id, api.routes, f"/{stage}"
-                )
+    access_log = _access_log(ctx, logical_id, properties.get("AccessLogSettings") or {})
+    for index, api in enumerate(ctx.deployment.apis):
+        if api.api_id == api_id:
+            ctx.deployment.apis[index] = replace(
+                api, stage_prefix="" if stage == "$default" else f"/{stage}", access_log=access_log
+            )
     return Provisioned(logical_id, stage)
+
+
+def _access_log(ctx: StackProvisioner, logical_id: str, settings: Mapping[str, Any]) -> AccessLogSpec | None:
+    destination = str(settings.get("DestinationArn", ""))
+    if not destination:
+        return None
+    if ":log-group:" not in destination:
+        ctx.note(f"{logical_id}: access logs go to CloudWatch Logs only locally, not {destination}")
+        return None
+    group = destination.split(":log-group:", 1)[1].removesuffix(":*")
+    return AccessLogSpec(group, str(settings.get("Format", "")))
 
 
 def _http_integration(ctx: StackProvisioner, logical_id: str, properties: dict[str, Any]) -> Provisioned:
@@ -1164,9 +1324,7 @@ def _http_route(ctx: StackProvisioner, logical_id: str, properties: dict[str, An
     for index, api in enumerate(ctx.deployment.apis):
         if api.api_id == api_id and integration is not None:
             route = HttpRouteSpec(method.upper(), path, integration)
-            ctx.deployment.apis[index] = HttpApiSpec(
-                api.stack, api.logical_id, api_id, (*api.routes, route), api.stage_prefix
-            )
+            ctx.deployment.apis[index] = replace(api, routes=(*api.routes, route))
     return Provisioned(logical_id, hashlib.sha256(logical_id.encode()).hexdigest()[:7])
 
 
@@ -1188,6 +1346,7 @@ _CREATORS: dict[str, ResourceCreator] = {
     "AWS::KMS::Key": _kms_key,
     "AWS::KMS::Alias": _kms_alias,
     "AWS::SSM::Parameter": _ssm_parameter,
+    "AWS::Logs::LogGroup": _log_group,
     "AWS::Lambda::LayerVersion": _layer,
     "AWS::Lambda::Function": _function,
     "AWS::Lambda::Version": _function_version,

@@ -1,12 +1,18 @@
 """`twilio-callbacks local`: the whole pipeline on one machine, from the stacks' own templates.
 
-Start order: bind the HTTP port (its URL is the ingest stack's
-``PublicBaseUrl``), start moto's server on loopback, expand and provision
-every stack under ``aws_stacks/``, seed the auth token secret, register the
-stacks with their resolved outputs in the emulated CloudFormation (so
-``twilio-callbacks status`` and any AWS tool find them), import the handlers,
-then start the pollers and serve HTTP. ``LocalPipeline`` does all of it for
-tests too (ports 0 pick free ports).
+Start order: bind the HTTP port (its URL, under any ``--base-path``, is the
+ingest stack's ``PublicBaseUrl``), start moto's server on loopback, expand and
+provision every stack under ``aws_stacks/``, seed the auth token secret,
+register the stacks with their resolved parameters and outputs in the
+emulated CloudFormation (so ``twilio-callbacks status`` and any AWS tool find
+them), import the handlers, then start the pollers and serve HTTP.
+``LocalPipeline`` does all of it for tests too (ports 0 pick free ports).
+
+Handlers' output and the HTTP API's access log lines land in the stacks' log
+groups as on AWS; ``--emulate`` picks the gateway's answers where AWS's
+documentation is silent (`GatewayEmulation`); ``update_parameters`` plays a
+stack update; while the command runs, bursts of rejected callbacks are
+summarised on the console.
 """
 
 from __future__ import annotations
@@ -32,16 +38,30 @@ import requests
 from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
 from werkzeug.serving import make_server
 
+from status_callbacks.rejected import REJECTED_PREFIX
+from twilio_callbacks_cli.discovery import REJECTED_BUCKET_NAME, REJECTED_PREFIX_OUTPUT
 from twilio_callbacks_cli.local.aws import Clients, apply_environ, emulator_environment, process_environment
 from twilio_callbacks_cli.local.functions import FunctionHost, InvocationObserver
-from twilio_callbacks_cli.local.http_gateway import HttpGateway, HttpGatewayServer
+from twilio_callbacks_cli.local.http_gateway import (
+    GatewayEmulation,
+    HttpGateway,
+    HttpGatewayServer,
+    normalised_base_path,
+)
+from twilio_callbacks_cli.local.logs import LogShipper
 from twilio_callbacks_cli.local.pollers import (
     MAX_BATCHING_WINDOW_SECONDS,
     AsyncSourcePoller,
     EventSourcePoller,
 )
-from twilio_callbacks_cli.local.provision import SUPPORT, Deployment, Provisioner
-from twilio_callbacks_cli.local.templates import StackTemplate, discover_stack_folders, load_stack
+from twilio_callbacks_cli.local.provision import SUPPORT, Deployment, ProvisionedStack, Provisioner
+from twilio_callbacks_cli.local.rejections import POLL_SECONDS, RejectionBursts
+from twilio_callbacks_cli.local.templates import (
+    StackTemplate,
+    TemplateError,
+    discover_stack_folders,
+    load_stack,
+)
 from twilio_callbacks_cli.local.traffic import Traffic
 
 LOG = logging.getLogger("twilio_callbacks_cli.local")
@@ -53,6 +73,13 @@ PUBLIC_BASE_URL_PARAMETER = "PublicBaseUrl"
 AUTH_TOKEN_SECRET_PARAMETER = "AuthTokenSecretName"  # noqa: S105
 AUTH_TOKEN_KEY = "AUTH_TOKEN"  # noqa: S105
 TOKEN_VARIABLE = "TWILIO_AUTH_TOKEN"  # noqa: S105
+# The gateway's emulation choices, same syntax as --emulate (e.g. body=base64,missing=fail).
+EMULATE_VARIABLE = "TWILIO_CALLBACKS_EMULATE"
+# Parameters whose local default differs from the template's (a caller's override still wins).
+LOCAL_PARAMETER_DEFAULTS: Mapping[str, str] = {
+    # The inbox shows alerts as subscribers receive them (`twilio-callbacks query alerts`, `verify`).
+    "AlertsInbox": "Enabled",
+}
 _REGISTRATION_RESOURCE = "LocalRunnerPlaceholder"
 _NEVER = "LocalRunnerNever"
 
@@ -98,7 +125,12 @@ def default_stacks_dir() -> Path:
 
 
 class LocalPipeline:
-    """The four stacks running in this process against moto; a context manager for tests."""
+    """The four stacks running in this process against moto; a context manager for tests.
+
+    ``emulation`` chooses the gateway's answers where AWS's documentation is
+    silent (default: ``$TWILIO_CALLBACKS_EMULATE``, else `GatewayEmulation`'s
+    defaults); ``base_path`` serves the routes under an API mapping's path.
+    """
 
     def __init__(
         self,
@@ -112,6 +144,8 @@ class LocalPipeline:
         region: str = DEFAULT_REGION,
         max_batching_window: float = MAX_BATCHING_WINDOW_SECONDS,
         parameter_overrides: Mapping[str, str] | None = None,
+        emulation: GatewayEmulation | None = None,
+        base_path: str = "",
     ) -> None:
         self.host = host
         self.aws_port = aws_port
@@ -126,11 +160,15 @@ class LocalPipeline:
         # Stack parameters to deploy with: ``Name`` for every stack declaring it, ``Stack.Name`` for one.
         self.parameter_overrides = dict(parameter_overrides or {})
         self._public_url = public_url.rstrip("/") if public_url else None
+        self.emulation = emulation or GatewayEmulation.parse(os.environ.get(EMULATE_VARIABLE, ""))
+        self.base_path = normalised_base_path(base_path)
         self._moto: ThreadedMotoServer | None = None
         # AWS requests by service/operation (the benchmark) and fault injection (reliability tests).
         self.traffic = Traffic()
         self._http: HttpGatewayServer | None = None
         self._host: FunctionHost | None = None
+        self._logs: LogShipper | None = None
+        self._provisioner: Provisioner | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._saved_environ: dict[str, str | None] = {}
@@ -172,27 +210,36 @@ class LocalPipeline:
         self._saved_environ = {name: os.environ.get(name) for name in change}
         apply_environ(change)
         self.clients = Clients(self.endpoint_url, self.region)
-        provisioner = Provisioner(
+        self._provisioner = Provisioner(
             self.clients,
             region=self.region,
             account_id=ACCOUNT_ID,
-            api_base_url=self.api_base_url,
+            # Where the API's execute-api URL is served locally.
+            api_base_url=self.api_base_url + self.base_path,
             parameter_overrides={
                 **{name: value for name, value in self.parameter_overrides.items() if "." not in name},
                 PUBLIC_BASE_URL_PARAMETER: self.public_url,
             },
         )
-        self.deployment = provisioner.deploy(stacks)
+        self.deployment = self._provisioner.deploy(stacks)
         self._seed_auth_token()
-        self._register_stacks()
+        for stack in self.deployment.stacks:
+            self._register_stack(stack)
+        # Lambda and API Gateway ship logs themselves: an internal client, not the pipeline's traffic.
+        self._logs = LogShipper(lambda: Clients(self.endpoint_url, self.region, internal=True).logs)
         self._host = FunctionHost(
-            self.deployment.functions, emulator_environment(self.endpoint_url, self.region)
+            self.deployment.functions, emulator_environment(self.endpoint_url, self.region), self._logs
         )
         self._host.load()
         self._start_pollers()
         self._http.serve(
             HttpGateway(
-                self.deployment.apis, lambda: Clients(self.endpoint_url, self.region).sqs, self.domain
+                self.deployment.apis,
+                lambda: Clients(self.endpoint_url, self.region).sqs,
+                self.domain,
+                emulation=self.emulation,
+                base_path=self.base_path,
+                logs=self._logs,
             )
         )
         for note in self.deployment.notes:
@@ -210,6 +257,9 @@ class LocalPipeline:
         if self._host is not None:
             self._host.close()
             self._host = None
+        if self._logs is not None:
+            self._logs.close()
+            self._logs = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -223,19 +273,61 @@ class LocalPipeline:
             raise PipelineError("the pipeline is not started")
         self._host.add_observer(observer)
 
+    def flush_logs(self, timeout: float = 30.0) -> bool:
+        """Wait until every log line written so far is in CloudWatch Logs; False on timeout."""
+        return self._logs.flush(timeout) if self._logs is not None else True
+
+    def update_parameters(self, stack_name: str, changes: Mapping[str, str]) -> None:
+        """Play a CloudFormation stack update that changes parameters, in place.
+
+        Function environments and outputs are re-resolved (and the registered
+        stack's Parameters and Outputs with them); queues, buckets and tables
+        keep their contents; changed functions get fresh containers, as Lambda
+        gives them after an update. A change that would alter any other
+        resource is refused with a PipelineError, and nothing changes.
+        """
+        if self._provisioner is None or self._host is None:
+            raise PipelineError("the pipeline is not started")
+        try:
+            reconfigured = self._provisioner.update(stack_name, changes)
+        except (TemplateError, KeyError) as error:
+            raise PipelineError(f"cannot update {stack_name}: {error}") from error
+        for function in reconfigured:
+            self._host.replace(function)
+        self._register_stack(self._deployment().stack(stack_name), update=True)
+        LOG.info(
+            "updated %s: %s", stack_name, ", ".join(f"{name}={value}" for name, value in changes.items())
+        )
+
+    def rejection_bursts(self, interval: float = POLL_SECONDS) -> RejectionBursts:
+        """A watcher of the rejected-request store whose ``poll()`` returns one summary line per burst."""
+        bucket = self.output(REJECTED_BUCKET_NAME)
+        if bucket is None:
+            raise PipelineError(f"no stack has the output {REJECTED_BUCKET_NAME}")
+        # Watching is the runner's own doing, not the pipeline's traffic.
+        s3 = Clients(self.endpoint_url, self.region, internal=True).s3
+        prefix = self.output(REJECTED_PREFIX_OUTPUT) or REJECTED_PREFIX
+        return RejectionBursts(s3, bucket, prefix, interval=interval)
+
     def _with_stack_overrides(self, stack: StackTemplate) -> StackTemplate:
-        """The stack with ``<stack>.<Parameter>`` overrides as its parameters' defaults."""
+        """The stack with ``<stack>.<Parameter>`` overrides and local defaults as its parameters' defaults."""
         prefix = f"{stack.name}."
-        chosen = {
+        given = {
             name[len(prefix) :]: value
             for name, value in self.parameter_overrides.items()
             if name.startswith(prefix)
         }
-        if not chosen:
-            return stack
-        unknown = sorted(set(chosen) - set(stack.parameters))
+        unknown = sorted(set(given) - set(stack.parameters))
         if unknown:
             raise PipelineError(f"{stack.name} declares no parameter(s) {', '.join(unknown)}")
+        local_defaults = {
+            name: value
+            for name, value in LOCAL_PARAMETER_DEFAULTS.items()
+            if name in stack.parameters and name not in self.parameter_overrides
+        }
+        chosen = {**local_defaults, **given}
+        if not chosen:
+            return stack
         parameters = {
             name: {**declaration, "Default": chosen[name]} if name in chosen else declaration
             for name, declaration in stack.parameters.items()
@@ -262,8 +354,9 @@ class LocalPipeline:
 
     @property
     def public_url(self) -> str:
-        """Base URL Twilio calls: ``--public-url`` (a tunnel), else the local gateway."""
-        return self._public_url or self.api_base_url
+        """Base URL Twilio calls (the ingest stack's PublicBaseUrl): ``--public-url`` (a tunnel),
+        else the local gateway, followed by the base path when there is one."""
+        return (self._public_url or self.api_base_url) + self.base_path
 
     @property
     def domain(self) -> str:
@@ -281,10 +374,12 @@ class LocalPipeline:
         """One StatusCallback URL per POST route, with its declared query parameters as placeholders."""
         urls = []
         for api in self._deployment().apis:
+            # Under a base path the API mapping stands in for the stage.
+            mount = "" if self.base_path else api.stage_prefix
             for route in api.routes:
                 if route.method not in ("POST", "ANY"):
                     continue
-                url = f"{self.public_url}{api.stage_prefix}{route.path}"
+                url = f"{self.public_url}{mount}{route.path}"
                 if route.declared_query:
                     url += "?" + "&".join(f"{name}=<{name}>" for name in route.declared_query)
                 urls.append(url)
@@ -313,35 +408,65 @@ class LocalPipeline:
                     Name=name, SecretString=secret, Description="Twilio auth token for the local pipeline"
                 )
 
-    def _register_stacks(self) -> None:
-        """Make each stack visible to DescribeStacks with its outputs resolved to local values."""
+    def _register_stack(self, stack: ProvisionedStack, update: bool = False) -> None:
+        """Make a stack visible to DescribeStacks with its parameters and outputs resolved to local values."""
         assert self.clients is not None
-        for stack in self._deployment().stacks:
-            outputs: dict[str, Any] = {}
-            for key, (value, description, export) in stack.outputs.items():
-                outputs[key] = {"Value": value}
-                if description:
-                    outputs[key]["Description"] = description
-                if export:
-                    outputs[key]["Export"] = {"Name": export}
-            template = {
-                "AWSTemplateFormatVersion": "2010-09-09",
-                "Description": (stack.description or f"{stack.name} (local)")[:1024],
-                # A template needs a resource; one whose condition is false creates nothing.
-                "Conditions": {_NEVER: {"Fn::Equals": ["local", "aws"]}},
-                "Resources": {
-                    _REGISTRATION_RESOURCE: {
-                        "Type": "AWS::CloudFormation::WaitConditionHandle",
-                        "Condition": _NEVER,
-                    }
-                },
-                "Outputs": outputs,
-            }
+        outputs: dict[str, Any] = {}
+        for key, (value, description, export) in stack.outputs.items():
+            outputs[key] = {"Value": value}
+            if description:
+                outputs[key]["Description"] = description
+            if export:
+                outputs[key]["Export"] = {"Name": export}
+        parameters = self._registered_parameters(stack)
+        template = {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Description": (stack.description or f"{stack.name} (local)")[:1024],
+            "Parameters": {name: {"Type": "String"} for name in parameters},
+            # A template needs a resource; one whose condition is false creates nothing.
+            "Conditions": {_NEVER: {"Fn::Equals": ["local", "aws"]}},
+            "Resources": {
+                _REGISTRATION_RESOURCE: {
+                    "Type": "AWS::CloudFormation::WaitConditionHandle",
+                    "Condition": _NEVER,
+                }
+            },
+            "Outputs": outputs,
+        }
+        request = {
+            "StackName": stack.name,
+            "TemplateBody": json.dumps(template),
+            "Parameters": [
+                {"ParameterKey": name, "ParameterValue": value} for name, value in parameters.items()
+            ],
+        }
+        if update:
+            self.clients.cloudformation.update_stack(**request)
+        else:
             self.clients.cloudformation.create_stack(
-                StackName=stack.name,
-                TemplateBody=json.dumps(template),
-                Tags=[{"Key": "twilio-callbacks:local", "Value": "true"}],
+                **request, Tags=[{"Key": "twilio-callbacks:local", "Value": "true"}]
             )
+
+    def _registered_parameters(self, stack: ProvisionedStack) -> dict[str, str]:
+        """The stack's parameter values as deployed; batching windows as the local pollers use them."""
+        assert self._provisioner is not None
+        resources = self._provisioner.templates[stack.name].resources.values()
+        windows = {
+            str(window["Ref"])
+            for resource in resources
+            if resource.get("Type") == "AWS::Lambda::EventSourceMapping"
+            and isinstance(
+                window := (resource.get("Properties") or {}).get("MaximumBatchingWindowInSeconds"), dict
+            )
+            and "Ref" in window
+        }
+        values: dict[str, str] = {}
+        for name, value in stack.parameters.items():
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            if name in windows:
+                text = f"{min(float(text), self.max_batching_window):g}"
+            values[name] = text
+        return values
 
     def _start_pollers(self) -> None:
         deployment = self._deployment()
@@ -416,8 +541,17 @@ class LocalPipeline:
             f"  {environment} twilio-callbacks status",
         ]
         if self._public_url:
-            lines.append(f"Public URL (signatures are checked against it): {self._public_url}")
-        lines += ["", "Ctrl-C stops."]
+            lines.append(f"Public URL (signatures are checked against it): {self.public_url}")
+        if self.base_path:
+            lines.append(f"API mapping base path: {self.base_path} (in $context.path, not in the route key)")
+        if self.emulation != GatewayEmulation():
+            lines.append(f"API Gateway emulation: {self.emulation} (default {GatewayEmulation()})")
+        lines += [
+            "Logs: each function's log group and the API's access log group in CloudWatch Logs "
+            "(aws logs filter-log-events)",
+            "",
+            "Ctrl-C stops.",
+        ]
         return "\n".join(lines)
 
 
@@ -442,6 +576,19 @@ def _parser() -> argparse.ArgumentParser:
         "--public-url",
         help="base URL Twilio calls, e.g. an ngrok https URL; signatures are validated against it",
     )
+    parser.add_argument(
+        "--base-path",
+        default="",
+        help="serve every route under this API mapping path, as a custom domain does (e.g. hooks)",
+    )
+    parser.add_argument(
+        "--emulate",
+        type=_emulation,
+        default=None,
+        metavar="NAME=VALUE,...",
+        help="API Gateway behaviours AWS does not document: body=text|base64, query=decoded|raw, "
+        f"missing=empty|fail (env {EMULATE_VARIABLE}; default {GatewayEmulation()})",
+    )
     parser.add_argument("--stacks-dir", type=Path, help="folder of stack folders (default ./aws_stacks)")
     parser.add_argument("--region", default=DEFAULT_REGION, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -450,6 +597,13 @@ def _parser() -> argparse.ArgumentParser:
         help="print how each CloudFormation resource type is handled locally, and exit",
     )
     return parser
+
+
+def _emulation(spec: str) -> GatewayEmulation:
+    try:
+        return GatewayEmulation.parse(spec)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def resource_type_table() -> str:
@@ -469,20 +623,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(resource_type_table())
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        pipeline = LocalPipeline(
+            aws_port=options.aws_port,
+            http_port=options.port,
+            host=options.host,
+            public_url=options.public_url,
+            stacks_dir=options.stacks_dir,
+            region=options.region,
+            emulation=options.emulate,
+            base_path=options.base_path,
+        )
+    except ValueError as error:
+        print(f"twilio-callbacks local: {error}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    pipeline = LocalPipeline(
-        aws_port=options.aws_port,
-        http_port=options.port,
-        host=options.host,
-        public_url=options.public_url,
-        stacks_dir=options.stacks_dir,
-        region=options.region,
-    )
     try:
         try:
             pipeline.start()
@@ -490,8 +650,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"twilio-callbacks local: cannot start: {error}", file=sys.stderr)
             return 1
         print(pipeline.banner(), flush=True)
-        while not stop.wait(0.5):
-            pass
+        rejections = pipeline.rejection_bursts()
+        while not stop.wait(rejections.interval):
+            line = rejections.poll()
+            if line:
+                print(line, flush=True)
         print("Stopping …", file=sys.stderr, flush=True)
         pipeline.stop()
         return 0

@@ -3,7 +3,9 @@
 Every request to the emulated AWS endpoint passes through `Traffic`: it is
 named as (service, operation) and counted — the benchmark's request counts
 come from here — and interceptors may answer it in moto's place or rewrite it
-on the way in and out. The reliability tests inject throttling, 5xx and
+on the way in and out. Requests the runner makes in an AWS service's place
+(shipping Lambda's and API Gateway's logs, watching the rejected store) carry
+`INTERNAL_USER_AGENT`, so whoever counts can leave them out. The reliability tests inject throttling, 5xx and
 partial batch failures this way; handlers, pollers and moto stay as they are.
 """
 
@@ -17,6 +19,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
+
+# In the User-Agent of requests the runner makes on behalf of AWS itself (see `AwsRequest.internal`).
+INTERNAL_USER_AGENT = "twilio-callbacks-local-runner"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -48,6 +53,11 @@ class AwsRequest:
 
     def json_target(self) -> bool:
         return "x-amz-target" in self.headers
+
+    @property
+    def internal(self) -> bool:
+        """Made by the runner in an AWS service's place (e.g. Lambda shipping logs), not by the pipeline."""
+        return INTERNAL_USER_AGENT in self.headers.get("user-agent", "")
 
 
 @dataclass(frozen=True)
