@@ -62,9 +62,7 @@ def eventually(probe: Callable[[], T | None], what: str, seconds: float = DEADLI
 @pytest.fixture
 def misconfigured() -> Iterator[LocalPipeline]:
     """The whole pipeline, its secret holding a token Twilio does not sign with."""
-    with LocalPipeline(
-        aws_port=0, http_port=0, token=WRONG_TOKEN, parameter_overrides={"AlertsInbox": "Enabled"}
-    ) as running:
+    with LocalPipeline(aws_port=0, http_port=0, token=WRONG_TOKEN) as running:
         yield running
 
 

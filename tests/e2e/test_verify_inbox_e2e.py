@@ -1,4 +1,4 @@
-"""``verify`` reading alerts from the errors stack's own inbox (AlertsInbox=Enabled), leaving them there."""
+"""``verify`` reading alerts from the errors stack's own inbox (on locally by default), leaving them there."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def pipeline() -> Iterator[LocalPipeline]:
-    overrides = {"AlertsInbox": "Enabled"}
-    with LocalPipeline(aws_port=0, http_port=0, token=E2E_TOKEN, parameter_overrides=overrides) as running:
+    with LocalPipeline(aws_port=0, http_port=0, token=E2E_TOKEN) as running:
         yield running
 
 

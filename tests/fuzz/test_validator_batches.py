@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from status_callbacks.delivery import record_from_body
 from status_callbacks.record import build_record
+from status_callbacks.tokens import AuthTokenSource
 from tests.fuzz.strategies import domains, param_names, signatures, text
 from tests.fuzz.test_validator_properties import forwarded
 from tests.reliability.harness import LogCapture, captured_logs, leaks
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.fuzz
 
 TOKEN = "fuzz-batch-auth-token-not-a-secret"
 SECRET_NAME = "TwilioStatusCallbackHandler"
+REJECTED_BUCKET = "rejected-requests"
 DOMAIN = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 SENT_AT = 1_767_225_600_000
 # The test callbacks' numbers (tests.support.signing) and the ones drawn below.
@@ -89,10 +91,15 @@ def ingest() -> Iterator[Ingest]:
             TopicArn=topic, Protocol="sqs", Endpoint=observer_arn, Attributes={"RawMessageDelivery": "true"}
         )
         secrets.create_secret(Name=SECRET_NAME, SecretString=json.dumps({"AUTH_TOKEN": TOKEN}))
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=REJECTED_BUCKET)
         dependencies = validator_handler.Dependencies(
-            settings=validator_handler.Settings(topic_arn=topic, auth_token_secret_name=SECRET_NAME),
+            settings=validator_handler.Settings(
+                topic_arn=topic, auth_token_secret_name=SECRET_NAME, rejected_bucket=REJECTED_BUCKET
+            ),
             sns=sns,
-            secrets=SecretsProvider(boto3_client=secrets),
+            s3=s3,
+            tokens=AuthTokenSource(SECRET_NAME, SecretsProvider(boto3_client=secrets)),
         )
         yield Ingest(dependencies, sqs, observer)
 

@@ -126,6 +126,11 @@ class QueueRef:
         return self.name.endswith(DEAD_LETTER_SUFFIX)
 
     @property
+    def is_inbox(self) -> bool:
+        """A queue people read (the alerts inbox): nothing drains it, so its depth is no backlog."""
+        return self.output_key == ALERTS_INBOX_QUEUE_URL
+
+    @property
     def base_name(self) -> str:
         """``Ingest`` for both ``IngestQueueUrl`` and ``IngestDeadLetterQueueUrl``."""
         return self.name.removesuffix(DEAD_LETTER_SUFFIX) if self.is_dead_letter else self.name
@@ -177,7 +182,7 @@ class Pipeline:
         return [queue for queue in self.queues() if queue.is_dead_letter]
 
     def work_queues(self) -> list[QueueRef]:
-        return [queue for queue in self.queues() if not queue.is_dead_letter]
+        return [queue for queue in self.queues() if not queue.is_dead_letter and not queue.is_inbox]
 
     def paired_source(self, dead_letter: QueueRef) -> QueueRef | None:
         """The queue whose failures land in this DLQ, by the outputs naming convention."""

@@ -88,6 +88,12 @@ def _unique_names(queues: Sequence[QueueRef]) -> dict[str, QueueRef]:
     return names
 
 
+def _inbox_depth(pipeline: Pipeline, target: AwsTarget) -> dict[str, Any] | None:
+    """Alerts waiting in the errors stack's inbox (AlertsInbox=Enabled), else None."""
+    inbox = next((queue for queue in pipeline.queues() if queue.is_inbox), None)
+    return queue_depth(target.client("sqs"), inbox) if inbox else None
+
+
 def collect_status(pipeline: Pipeline, target: AwsTarget) -> dict[str, Any]:
     """The status document: resource locations from outputs, then live counts."""
     output = pipeline.output
@@ -123,6 +129,7 @@ def collect_status(pipeline: Pipeline, target: AwsTarget) -> dict[str, Any]:
         "dead_letter_queue_urls": [queue.url for queue in dead_letters.values()],
         "queue_depths": {name: queue_depth(sqs, queue) for name, queue in queues.items()},
         "dlq_depths": {name: queue_depth(sqs, queue) for name, queue in dead_letters.items()},
+        "alerts_in_inbox": _inbox_depth(pipeline, target),
         "objects_archived": objects,
         "objects_archived_truncated": truncated,
         "rejected": rejected_summary(pipeline, s3, int(time.time() * 1000)),
@@ -153,6 +160,7 @@ def render(status: dict[str, Any]) -> str:
             ("alerts topic", status["alerts_topic_arn"]),
             ("number flags table", status["number_flags_table"]),
             ("objects archived", _objects(status)),
+            ("alerts in the inbox", _inbox(status["alerts_in_inbox"])),
         ]
     )
     rows = [
@@ -183,6 +191,12 @@ def _rejected(rejected: dict[str, Any]) -> str:
             f"  kept; once fixed: {rejected['replay_command']}",
         ]
     )
+
+
+def _inbox(depth: dict[str, Any] | None) -> str:
+    if depth is None:
+        return "no inbox (deploy the errors stack with AlertsInbox=Enabled)"
+    return f"{depth['messages'] + depth['in_flight']} (twilio-callbacks query alerts)"
 
 
 def _queue_name(url: str) -> str:

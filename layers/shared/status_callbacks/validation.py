@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from status_callbacks.forwarded import ForwardedRequest, ForwardedRequestError, parse_forwarded_request
 from status_callbacks.record import CallbackRecord, MalformedBodyError, build_record, parse_form_body
@@ -169,16 +170,18 @@ def signed_url_root(request: ForwardedRequest, public_base_url: str | None) -> s
     return base_url(request.domain, public_base_url) + request.route_path
 
 
-def received_url_root(request: ForwardedRequest) -> str | None:
+def received_url_root(request: ForwardedRequest, public_base_url: str | None = None) -> str | None:
     """The URL API Gateway received, when it is this route under another base path.
 
     A custom domain's API mapping puts its base path before the route
     (``/hooks/twilio``); a forwarded path that does not end with the route's
-    path was not produced by API Gateway for this route.
+    path was not produced by API Gateway for this route. The scheme is
+    ``PublicBaseUrl``'s when set (a local tunnel may be http), else https.
     """
     if not request.path.endswith(request.route_path):
         return None
-    return base_url(request.domain) + request.path
+    scheme = urlsplit(public_base_url).scheme if public_base_url else "https"
+    return f"{scheme}://{request.domain}{request.path}"
 
 
 def validate_callback(
@@ -247,7 +250,7 @@ def _diagnose(
     public_base_url: str | None,
 ) -> Rejection:
     """Why no expected URL validated: another base URL, not a callback, or a bad signature."""
-    received_root = received_url_root(request)
+    received_root = received_url_root(request, public_base_url)
     # Not yet tried: a URL other than the expected one, or the expected one on a domain not ours.
     untried = not public_base_url and not destination.admits_domain(request.domain)
     if received_root is not None and (received_root != expected_root or untried):
