@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from status_callbacks.delivery import record_from_body
 from status_callbacks.record import build_record
+from status_callbacks.rejected import decode_requests
 from status_callbacks.tokens import AuthTokenSource
 from tests.fuzz.strategies import domains, param_names, signatures, text
 from tests.fuzz.test_validator_properties import forwarded
@@ -59,6 +60,17 @@ class Ingest:
     dependencies: validator_handler.Dependencies
     sqs: Any
     observer_url: str
+    s3: Any
+
+    def kept_message_ids(self) -> list[str]:
+        """SQS message ids the validator kept in the rejected store since the last call (emptied)."""
+        keys = [item["Key"] for item in self.s3.list_objects_v2(Bucket=REJECTED_BUCKET).get("Contents", [])]
+        ids = []
+        for key in keys:
+            body = self.s3.get_object(Bucket=REJECTED_BUCKET, Key=key)["Body"].read()
+            ids += [request.message_id for request in decode_requests(body)]
+            self.s3.delete_object(Bucket=REJECTED_BUCKET, Key=key)
+        return ids
 
     def published(self) -> list[str]:
         """Event ids the topic delivered since the last call."""
@@ -101,7 +113,7 @@ def ingest() -> Iterator[Ingest]:
             s3=s3,
             tokens=AuthTokenSource(SECRET_NAME, SecretsProvider(boto3_client=secrets)),
         )
-        yield Ingest(dependencies, sqs, observer)
+        yield Ingest(dependencies, sqs, observer, s3)
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +247,10 @@ def test_hostile_messages_are_rejected_and_counted_without_blocking_the_genuine_
     metrics = metric_totals(capsys.readouterr().out)
     assert metrics["CallbacksRejected"] == len(hostile)
     assert metrics["CallbacksPublished"] == len(good)
-    # and logged, one line each, with neither the token nor a phone number in any line
-    assert len(logs.json_lines("callback rejected")) == len(hostile)
+    # and kept for replay, each once, and logged in one line for the batch (counts by reason),
+    # with neither the token nor a phone number in any line
+    kept = ingest.kept_message_ids()
+    assert sorted(kept) == sorted(f"message-{i}" for i, (kind, _, _) in enumerate(batch) if kind == "hostile")
+    [summary] = logs.json_lines("callbacks rejected and kept for replay")
+    assert sum(summary["by_reason"].values()) == len(hostile)
     assert leaks(logs.snapshot(), [TOKEN], PHONE_NUMBERS) == []
