@@ -17,6 +17,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -32,8 +33,8 @@ from twilio_callbacks_cli.reconcile import (
     expect,
     wait_for_reconciliation,
 )
-from twilio_callbacks_cli.scenarios import Kind, Product, ScenarioOptions, generate
-from twilio_callbacks_cli.send import send_lifecycles
+from twilio_callbacks_cli.scenarios import Kind, Product, ScenarioOptions, SignedRequest, generate
+from twilio_callbacks_cli.send import HttpSender, Outcome, send_lifecycles
 
 pytestmark = pytest.mark.e2e
 
@@ -178,3 +179,75 @@ def test_rejected_callbacks_are_counted_kept_and_replayed_exactly_once(
         "InvalidSignature": forged["sent"],
         "MissingSignature": unsigned["sent"],
     }
+
+
+PROXY_BASE_URL = "https://hooks.example.com"
+
+
+@pytest.fixture
+def behind_a_proxy() -> Iterator[LocalPipeline]:
+    """The whole pipeline, deployed without the PublicBaseUrl of the proxy Twilio calls."""
+    with LocalPipeline(aws_port=0, http_port=0, token=TWILIO_TOKEN) as running:
+        yield running
+
+
+def test_callbacks_rejected_for_a_wrong_public_base_url_are_replayed_once_it_is_fixed(
+    behind_a_proxy: LocalPipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = behind_a_proxy
+    clients = Clients(pipeline.endpoint_url, pipeline.region)
+    outputs = {
+        key: value for stack in pipeline.deployment.stacks for key, (value, _, _) in stack.outputs.items()
+    }
+    sinks = Sinks.from_outputs(outputs)
+    # Given Twilio calls https://hooks.example.com, a proxy that forwards to the API under its own host
+    lifecycles = list(
+        generate(ScenarioOptions(count=5, kind=Kind.MIXED, seed=41, error_rate=0.6, custom_params=AWKWARD))
+    )
+    expectation = expect(lifecycles)
+    assert expectation.alerts
+    http = HttpSender()
+
+    def through_the_proxy(request: SignedRequest) -> Outcome:
+        forwarded = request.url.replace(PROXY_BASE_URL, pipeline.api_base_url, 1)
+        return http.send(replace(request, url=forwarded))
+
+    # When the callbacks arrive while the stack's PublicBaseUrl is not the proxy's
+    summary = send_lifecycles(lifecycles, PROXY_BASE_URL, TWILIO_TOKEN, sender=through_the_proxy)
+    assert summary.failures == 0
+
+    # Then every one is rejected as an invalid signature (the proxy's host is nowhere in the request) and kept
+    def counted() -> dict[str, Any] | None:
+        _, status = cli(capsys, pipeline, "status")
+        by_reason = status["rejected"]["by_reason"]
+        return by_reason if by_reason.get("InvalidSignature") == expectation.valid_sent else None
+
+    assert eventually(counted, "status counting the rejections") == {
+        "InvalidSignature": expectation.valid_sent
+    }
+    assert not collect(clients.client, sinks, expectation.sids).archive
+
+    # When the stack is updated with the proxy's URL as PublicBaseUrl, and the rejections replayed
+    pipeline.update_parameters("StatusCallbackHandler", {"PublicBaseUrl": PROXY_BASE_URL})
+    observer = AlertObserver(clients.client, outputs["AlertsTopicArn"], "e2e-proxy-alerts")
+    code, replay = cli(capsys, pipeline, "rejected", "replay")
+
+    # Then every genuine callback reaches every sink exactly once
+    assert code == 0
+    assert (replay["published"], replay["still_rejected"]) == (expectation.valid_sent, 0)
+    result = wait_for_reconciliation(
+        clients.client, sinks, expectation, alerts=observer, deadline_seconds=DEADLINE_SECONDS
+    )
+    assert result.ok, result.problems()
+    assert result.archive_duplicate_lines == 0
+    assert sum(result.landed.alerts.values()) == len(expectation.alerts)
+    # And a second replay finds nothing left to do
+    code, again = cli(capsys, pipeline, "rejected", "replay")
+    assert (code, again["checked"], again["published"]) == (0, 0, 0)
+    # And callbacks arriving through the proxy from now on validate straight away
+    later = list(generate(ScenarioOptions(count=2, kind=Kind.MESSAGE, seed=42)))
+    assert send_lifecycles(later, PROXY_BASE_URL, TWILIO_TOKEN, sender=through_the_proxy).failures == 0
+    settled = wait_for_reconciliation(
+        clients.client, sinks, expect(lifecycles, later), alerts=observer, deadline_seconds=DEADLINE_SECONDS
+    )
+    assert settled.ok, settled.problems()
