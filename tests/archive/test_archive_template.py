@@ -321,3 +321,26 @@ def test_every_resource_has_a_comment_saying_why():
         if re.fullmatch(r"  [A-Za-z0-9]+:", line):
             above = lines[number - 1]
             assert above.startswith("  # "), f"{line.strip()} has no comment above it"
+
+
+def test_lifecycle_parameters_admit_exactly_the_combinations_s3_accepts(template):
+    # S3 refuses a rule whose expiration is not after its transition, and STANDARD_IA before 30 days;
+    # CloudFormation checks the template's Rules before it creates anything (as the emulator does).
+    from itertools import product
+
+    from twilio_callbacks_cli.local.intrinsics import rule_failures
+
+    parameters = template["Parameters"]
+    transitions = [int(value) for value in parameters["ArchiveTransitionDays"]["AllowedValues"]]
+    expirations = [int(value) for value in parameters["ArchiveExpirationDays"]["AllowedValues"]]
+    assert min(day for day in transitions if day) >= 30
+    defaults = {name: str(declaration.get("Default", "")) for name, declaration in parameters.items()}
+    for transition, expiration in product(transitions, expirations):
+        values = {
+            **defaults,
+            "ArchiveTransitionDays": str(transition),
+            "ArchiveExpirationDays": str(expiration),
+        }
+        s3_accepts = transition == 0 or expiration == 0 or expiration > transition
+        refused = rule_failures(template["Rules"], values)
+        assert (not refused) == s3_accepts, (transition, expiration, refused)

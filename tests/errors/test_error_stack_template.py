@@ -283,3 +283,14 @@ def test_outputs_the_cli_and_runner_look_for(template: dict[str, Any]) -> None:
         "FlaggerFunctionName",
     }
     assert expected <= set(template["Outputs"])
+
+
+def test_any_alarm_of_this_account_may_publish_to_the_alerts_topic(template: dict[str, Any]) -> None:
+    # So alarms of other stacks can use AlertsTopicArn; KMS and SNS see the alarm's ARN and account.
+    alarm_arn = {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"}
+    topic_statements = template["Resources"]["AlertsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [alarms] = [s for s in topic_statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert alarms["Condition"]["ArnLike"]["aws:SourceArn"] == alarm_arn
+    key_statements = template["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    [key_grant] = [s for s in key_statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert key_grant["Condition"]["ArnLike"]["aws:SourceArn"] == alarm_arn

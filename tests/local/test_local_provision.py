@@ -599,3 +599,20 @@ def test_an_update_that_would_create_a_resource_is_refused(clients: Clients, tmp
 
     with pytest.raises(TemplateError, match="Producer/FancyQueue: the update would create it"):
         provisioner.update("Producer", {"Flavour": "fancy"})
+
+
+def test_a_template_rule_refuses_parameters_before_anything_is_created(clients: Clients) -> None:
+    # Given the archive stack with an expiration that is not after the transition (S3 would refuse it)
+    provisioner = Provisioner(
+        clients,
+        region=REGION,
+        account_id="123456789012",
+        api_base_url="http://127.0.0.1:3000",
+        parameter_overrides={"ArchiveTransitionDays": "90", "ArchiveExpirationDays": "60"},
+    )
+    stack = load_stack(REPO / "aws_stacks" / "SaveStatusCallbackToS3", REGION)
+
+    # Then the deploy is refused with the rule's description, as CloudFormation refuses it
+    with pytest.raises(TemplateError, match="ArchiveExpirationDays must be 0 or more than"):
+        provisioner.deploy([stack])
+    assert clients.s3.list_buckets()["Buckets"] == []

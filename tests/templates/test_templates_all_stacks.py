@@ -197,3 +197,12 @@ def test_every_resource_has_a_comment_saying_why(template_path: Path):
             if not previous.strip().startswith("#"):
                 uncommented.append(match.group(1))
     assert uncommented == []
+
+
+def test_every_stack_defines_the_shared_layer_identically_and_names_it_after_itself():
+    # One definition, so versions are retained (or not) alike and names never collide across stacks
+    layers = [_resources(path)["SharedLayer"] for path in TEMPLATES]
+    assert all(layer == layers[0] for layer in layers)
+    properties = layers[0]["Properties"]
+    assert properties["LayerName"] == {"Fn::Sub": "${AWS::StackName}-shared"}
+    assert properties["RetentionPolicy"] == "Delete"

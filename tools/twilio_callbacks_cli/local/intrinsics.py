@@ -322,3 +322,47 @@ def import_names(value: Any) -> Iterator[Any]:
             return
         for item in value.values():
             yield from import_names(item)
+
+
+def rule_failures(rules: Mapping[str, Any], parameters: Mapping[str, Any]) -> list[str]:
+    """What a template's ``Rules`` refuse for these parameter values, as CloudFormation checks them.
+
+    CloudFormation evaluates rules before it creates anything: each rule whose
+    ``RuleCondition`` holds (no condition always holds) must have every
+    ``Assertion`` hold, else the stack fails with the ``AssertDescription``.
+    The rule functions evaluated here are those the templates use: ``Ref``,
+    ``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or`` and ``Fn::Contains``.
+    """
+    failures = []
+    for name, rule in rules.items():
+        if "RuleCondition" in rule and not _rule_value(rule["RuleCondition"], parameters):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not _rule_value(assertion["Assert"], parameters):
+                failures.append(f"{name}: {assertion.get('AssertDescription', 'assertion failed')}")
+    return failures
+
+
+def _rule_value(node: Any, parameters: Mapping[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_rule_value(item, parameters) for item in node]
+    if not isinstance(node, dict):
+        return str(node)
+    if set(node) == {"Ref"}:
+        if node["Ref"] not in parameters:
+            raise IntrinsicError(f"rule refers to unknown parameter {node['Ref']}")
+        value = parameters[node["Ref"]]
+        return [str(item) for item in value] if isinstance(value, list) else str(value)
+    [(function, argument)] = node.items()
+    values = _rule_value(argument, parameters)
+    if function == "Fn::Equals":
+        return values[0] == values[1]
+    if function == "Fn::Not":
+        return not values[0]
+    if function == "Fn::And":
+        return all(values)
+    if function == "Fn::Or":
+        return any(values)
+    if function == "Fn::Contains":
+        return values[1] in values[0]
+    raise IntrinsicError(f"rule function {function} is not evaluated locally")

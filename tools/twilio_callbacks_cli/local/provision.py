@@ -39,6 +39,7 @@ from twilio_callbacks_cli.local.intrinsics import (
     PseudoParameters,
     Resolver,
     referenced_resources,
+    rule_failures,
 )
 from twilio_callbacks_cli.local.templates import (
     StackTemplate,
@@ -428,6 +429,9 @@ class Provisioner:
             else:
                 values[name] = _text(raw)
                 _check_parameter(stack.name, name, declaration, values[name])
+        refused = rule_failures(stack.template.get("Rules") or {}, values)
+        if refused:
+            raise TemplateError(f"{stack.name}: {'; '.join(refused)}")
         return values
 
     def deploy(self, stacks: list[StackTemplate]) -> Deployment:
