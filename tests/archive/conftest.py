@@ -12,10 +12,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from moto import mock_aws
 
+from aws_emulator.templates import load_template
 from status_callbacks.archive import decode_records
 from status_callbacks.observability import metrics
 from tests.archive.builders import BUCKET, TEMPLATE_PATH, HttpStatus, InvocationContext
-from twilio_callbacks_cli.cfn import load_template
 
 
 @pytest.fixture(autouse=True)

@@ -328,7 +328,7 @@ def test_lifecycle_parameters_admit_exactly_the_combinations_s3_accepts(template
     # CloudFormation checks the template's Rules before it creates anything (as the emulator does).
     from itertools import product
 
-    from twilio_callbacks_cli.local.intrinsics import rule_failures
+    from aws_emulator.intrinsics import rule_failures
 
     parameters = template["Parameters"]
     transitions = [int(value) for value in parameters["ArchiveTransitionDays"]["AllowedValues"]]

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from twilio_callbacks_cli.bench import cost
-from twilio_callbacks_cli.bench.cost import (
+from pipeline_bench import cost
+from pipeline_bench.cost import (
     ASSUMED,
     COUNTED,
     AnchorInputs,
@@ -220,7 +220,7 @@ def test_fixed_costs_do_not_grow_with_callbacks():
 
 
 def test_lambda_traces_one_invocation_a_second_and_five_percent_of_the_rest():
-    from twilio_callbacks_cli.bench.tuning import lambda_sampled_fraction
+    from pipeline_bench.tuning import lambda_sampled_fraction
 
     # Below one invocation a second every invocation is a trace
     assert lambda_sampled_fraction(0.2) == 1.0

@@ -8,7 +8,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from twilio_callbacks_cli.bench.measure import (
+from aws_emulator.http_gateway import render_access_log
+from aws_emulator.traffic import INTERNAL_USER_AGENT, AwsRequest, Forward
+from pipeline_bench.measure import (
     BENCH_USER_AGENT,
     IndexSpec,
     LogCapture,
@@ -17,9 +19,7 @@ from twilio_callbacks_cli.bench.measure import (
     Topology,
     percentile,
 )
-from twilio_callbacks_cli.bench.stacks import ACCESS_LOG_CONTEXT, all_stack_facts
-from twilio_callbacks_cli.local.http_gateway import render_access_log
-from twilio_callbacks_cli.local.traffic import INTERNAL_USER_AGENT, AwsRequest, Forward
+from pipeline_bench.stacks import ACCESS_LOG_CONTEXT, all_stack_facts
 
 REPO = Path(__file__).resolve().parents[2]
 STATUS_TABLE = "status-table"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from twilio_callbacks_cli.bench import cli
+from pipeline_bench import cli
 
 pytestmark = pytest.mark.e2e
 

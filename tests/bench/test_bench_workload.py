@@ -6,14 +6,14 @@ from collections import defaultdict
 
 import pytest
 
-from twilio_callbacks_cli.bench.workload import (
+from pipeline_bench.workload import (
     CALL_OFFSETS,
     MESSAGE_OFFSETS,
     RETRY_DELAY_SECONDS,
     build_workload,
     current_status_writes,
 )
-from twilio_callbacks_cli.scenarios import Product
+from pipeline_harness.scenarios import Product
 
 
 def test_same_seed_same_workload_and_another_seed_another():

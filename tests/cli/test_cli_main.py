@@ -59,7 +59,7 @@ def test_options_work_before_and_after_the_command(pipeline, capsys):
 
 def test_local_hands_over_every_argument_to_the_runner(monkeypatch):
     # Given the local runner (imported only when `local` is asked for)
-    runner = importlib.import_module("twilio_callbacks_cli.local.runner")
+    runner = importlib.import_module("aws_emulator.runner")
     received = []
     monkeypatch.setattr(runner, "main", lambda argv: received.append(argv) or 0)
     # When `local` is run with its own options, including ones the CLI also has
@@ -70,9 +70,9 @@ def test_local_hands_over_every_argument_to_the_runner(monkeypatch):
 
 
 def test_local_is_not_imported_for_other_commands(pipeline, capsys, monkeypatch):
-    monkeypatch.delitem(sys.modules, "twilio_callbacks_cli.local.runner", raising=False)
+    monkeypatch.delitem(sys.modules, "aws_emulator.runner", raising=False)
     assert main(["status", "--json"]) == 0
-    assert "twilio_callbacks_cli.local.runner" not in sys.modules
+    assert "aws_emulator.runner" not in sys.modules
 
 
 def test_stack_names_from_prefix_suffix_and_overrides():

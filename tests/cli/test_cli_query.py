@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline_harness.scenarios import Kind, ScenarioOptions, generate
 from status_callbacks import archive, error_routing, status_store
 from status_callbacks.record import CallbackRecord, build_record
 from status_callbacks.validation import RejectionReason
@@ -21,7 +22,6 @@ from tests.support.signing import message_status_params, signed_callback
 from twilio_callbacks_cli import query
 from twilio_callbacks_cli.main import main
 from twilio_callbacks_cli.query import mask_number, parse_time
-from twilio_callbacks_cli.scenarios import Kind, ScenarioOptions, generate
 
 NOW_MS = int(time.time() * 1000)
 MINUTE_MS = 60_000

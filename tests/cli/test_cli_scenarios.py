@@ -9,10 +9,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 from twilio.request_validator import RequestValidator
 
-from status_callbacks.lifecycle import lifecycle_position
-from status_callbacks.record import build_record, parse_form_body
-from status_callbacks.signature import candidate_urls, is_valid_signature
-from twilio_callbacks_cli.scenarios import (
+from pipeline_harness.scenarios import (
     FAILED_CODES,
     SIGNATURE_HEADER,
     UNDELIVERED_CODES,
@@ -25,6 +22,9 @@ from twilio_callbacks_cli.scenarios import (
     generate,
     sign,
 )
+from status_callbacks.lifecycle import lifecycle_position
+from status_callbacks.record import build_record, parse_form_body
+from status_callbacks.signature import candidate_urls, is_valid_signature
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 BASE = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"

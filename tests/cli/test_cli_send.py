@@ -11,14 +11,14 @@ import pytest
 from moto.server import ThreadedMotoServer
 from twilio.request_validator import RequestValidator
 
+from pipeline_harness.scenarios import ScenarioOptions, generate
+from pipeline_harness.sender import Outcome, Summary, send_lifecycles
 from status_callbacks.record import parse_form_body
 from status_callbacks.signature import candidate_urls, is_valid_signature
 from tests.cli.builders import API_BASE_URL, keep_rejected, register_stack, rejected_by_validator
 from tests.support.signing import message_status_params, signed_callback
 from twilio_callbacks_cli import send
 from twilio_callbacks_cli.main import main
-from twilio_callbacks_cli.scenarios import ScenarioOptions, generate
-from twilio_callbacks_cli.send import Outcome, Summary, send_lifecycles
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 

@@ -16,6 +16,8 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.exceptions import ClientError
 from twilio.request_validator import RequestValidator
 
+from pipeline_harness.scenarios import SIGNATURE_HEADER, Signing, sign
+from pipeline_harness.sender import Exchange, HttpSender, Outcome, queued_message_id
 from status_callbacks.error_routing import PublishLedger
 from status_callbacks.rejected import RejectedRequest
 from status_callbacks.validation import RejectionReason
@@ -23,8 +25,6 @@ from tests.cli.builders import table_definition, template_of
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.discovery import DeployedStack, Pipeline
 from twilio_callbacks_cli.errors import PipelineUnavailableError
-from twilio_callbacks_cli.scenarios import SIGNATURE_HEADER, Signing, sign
-from twilio_callbacks_cli.send import Exchange, HttpSender, Outcome, queued_message_id
 from twilio_callbacks_cli.verify import (
     DEFAULT_BATCHING_WINDOW_SECONDS,
     MARGIN_SECONDS,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from twilio_callbacks_cli.local import LocalPipeline
+from aws_emulator import LocalPipeline
 
 E2E_TOKEN = "e2e-auth-token-not-a-secret"
 

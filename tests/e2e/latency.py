@@ -16,9 +16,9 @@ from typing import Any
 
 import requests
 
+from aws_emulator import LocalPipeline
+from aws_emulator.aws import Clients
 from tests.support.signing import SIGNATURE_HEADER, TO_NUMBER, form_body, message_status_params, sign
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.aws import Clients
 
 DEADLINE_SECONDS = 30.0
 

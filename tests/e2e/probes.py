@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import requests
 
+from aws_emulator import LocalPipeline
+from aws_emulator.aws import Clients
 from tests.support.signing import SIGNATURE_HEADER, form_body, sign
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.aws import Clients
 
 DEADLINE_SECONDS = 30
 FORM = "application/x-www-form-urlencoded"

@@ -17,11 +17,11 @@ from urllib.parse import quote
 
 import pytest
 
+from aws_emulator import LocalPipeline
+from aws_emulator.http_gateway import GatewayEmulation
 from status_callbacks.status_store import events_of
 from tests.e2e.probes import clients, eventually, log_messages, post, post_signed
 from tests.support.signing import SIGNATURE_HEADER, form_body, message_status_params
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.http_gateway import GatewayEmulation
 
 pytestmark = pytest.mark.e2e
 

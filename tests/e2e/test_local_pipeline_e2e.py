@@ -20,6 +20,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from aws_emulator import LocalPipeline
+from aws_emulator.aws import Clients
 from status_callbacks.status_store import current_of, events_of
 from tests.e2e.probes import eventually, log_messages, post, post_signed
 from tests.support.signing import (
@@ -30,8 +32,6 @@ from tests.support.signing import (
     form_body,
     message_status_params,
 )
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.aws import Clients
 
 pytestmark = pytest.mark.e2e
 

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from aws_emulator import LocalPipeline
+from aws_emulator.runner import PipelineError
+from aws_emulator.traffic import AwsRequest
 from status_callbacks.status_store import events_of
 from tests.e2e.probes import clients, eventually, log_messages, post_signed
 from tests.support.signing import message_status_params
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.runner import PipelineError
-from twilio_callbacks_cli.local.traffic import AwsRequest
 
 pytestmark = pytest.mark.e2e
 

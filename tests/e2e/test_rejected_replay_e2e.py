@@ -22,10 +22,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.aws import Clients
-from twilio_callbacks_cli.main import main
-from twilio_callbacks_cli.reconcile import (
+from aws_emulator import LocalPipeline
+from aws_emulator.aws import Clients
+from pipeline_harness.reconcile import (
     AlertObserver,
     Sinks,
     alert_event_id,
@@ -33,8 +32,9 @@ from twilio_callbacks_cli.reconcile import (
     expect,
     wait_for_reconciliation,
 )
-from twilio_callbacks_cli.scenarios import Kind, Product, ScenarioOptions, SignedRequest, generate
-from twilio_callbacks_cli.send import HttpSender, Outcome, send_lifecycles
+from pipeline_harness.scenarios import Kind, Product, ScenarioOptions, SignedRequest, generate
+from pipeline_harness.sender import HttpSender, Outcome, send_lifecycles
+from twilio_callbacks_cli.main import main
 
 pytestmark = pytest.mark.e2e
 

@@ -11,10 +11,10 @@ import json
 
 import pytest
 
+from pipeline_harness.faults import fail_with_5xx, injected
 from tests.e2e.conftest import E2E_TOKEN
 from tests.e2e.verify_run import FAILING_TIMEOUT, PASSING_TIMEOUT, stages, verify
 from twilio_callbacks_cli.discovery import ARCHIVE_BUCKET_NAME
-from twilio_callbacks_cli.local.faults import fail_with_5xx, injected
 from twilio_callbacks_cli.verify_checks import TEMPORARY_INBOX_PREFIX
 
 pytestmark = pytest.mark.e2e

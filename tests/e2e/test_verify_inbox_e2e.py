@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from aws_emulator import LocalPipeline
 from tests.e2e.conftest import E2E_TOKEN
 from tests.e2e.verify_run import PASSING_TIMEOUT, stages, verify
 from twilio_callbacks_cli.discovery import ALERTS_INBOX_QUEUE_URL
-from twilio_callbacks_cli.local import LocalPipeline
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from twilio_callbacks_cli.local import LocalPipeline
+from aws_emulator import LocalPipeline
 from twilio_callbacks_cli.main import main
 
 # Generous for a loaded 2-core machine; a passing run stops as soon as everything is in.

@@ -23,8 +23,8 @@ from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from aws_emulator.templates import load_template
 from status_callbacks.record import CallbackRecord, build_record
-from twilio_callbacks_cli.cfn import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "aws_stacks" / "CheckForStatusCallbackErrors" / "template.yaml"

@@ -26,6 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aws_emulator import LocalPipeline
+from pipeline_harness.reconcile import AlertObserver, expect
+from pipeline_harness.scenarios import Lifecycle, sign
 from tests.fuzz.strategies import ANY_TEXT, RESERVED, param_names, reserved_heavy_text, signatures, text
 from tests.reliability.harness import (
     TOKEN,
@@ -43,9 +46,6 @@ from tests.reliability.harness import (
 )
 from tests.support.api_gateway import MappingFailedError, forward
 from tests.support.signing import SIGNATURE_HEADER, TwilioRequest, message_status_params
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.reconcile import AlertObserver, expect
-from twilio_callbacks_cli.scenarios import Lifecycle, sign
 
 pytestmark = pytest.mark.fuzz
 

@@ -21,6 +21,7 @@ import validator_handler
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from moto import mock_aws
 
+from aws_emulator.templates import load_template
 from status_callbacks.delivery import record_from_body
 from status_callbacks.observability import logger
 from status_callbacks.record import CallbackRecord
@@ -29,7 +30,6 @@ from status_callbacks.tokens import AuthTokenSource
 from status_callbacks.validation import Destination
 from tests.support import api_gateway
 from tests.support.signing import TEST_AUTH_TOKEN, TwilioRequest
-from twilio_callbacks_cli.cfn import load_template
 
 SECRET_NAME = "TwilioStatusCallbackHandler"
 TEMPLATE = Path(__file__).resolve().parents[2] / "aws_stacks" / "StatusCallbackHandler" / "template.yaml"

@@ -11,8 +11,8 @@ import yaml
 from cfnlint.api import lint
 from cfnlint.config import ManualArgs
 
+from aws_emulator.templates import load_template
 from tests.support.api_gateway import API_YAML, REPO_ROOT
-from twilio_callbacks_cli.cfn import load_template
 
 pytestmark = pytest.mark.templates
 

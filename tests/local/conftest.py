@@ -12,7 +12,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from twilio_callbacks_cli.local.aws import Clients
+from aws_emulator.aws import Clients
 
 REGION = "us-east-1"
 

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from status_callbacks.forwarded import parse_forwarded_request
-from twilio_callbacks_cli.local.aws import Clients
-from twilio_callbacks_cli.local.http_gateway import (
+from aws_emulator.aws import Clients
+from aws_emulator.http_gateway import (
     MAX_PAYLOAD_BYTES,
     GatewayEmulation,
     HttpGateway,
@@ -28,9 +27,10 @@ from twilio_callbacks_cli.local.http_gateway import (
     query_parameters,
     render_access_log,
 )
-from twilio_callbacks_cli.local.logs import LogEvent
-from twilio_callbacks_cli.local.provision import Deployment, Provisioner
-from twilio_callbacks_cli.local.templates import load_stack
+from aws_emulator.logs import LogEvent
+from aws_emulator.provision import Deployment, Provisioner
+from aws_emulator.templates import load_stack
+from status_callbacks.forwarded import parse_forwarded_request
 
 INGEST = Path(__file__).resolve().parents[2] / "aws_stacks" / "StatusCallbackHandler"
 DOMAIN = "127.0.0.1:3000"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from twilio_callbacks_cli.local.intrinsics import (
+from aws_emulator.intrinsics import (
     IntrinsicError,
     PseudoParameters,
     Resolver,

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from twilio_callbacks_cli.local.aws import Clients
-from twilio_callbacks_cli.local.functions import FunctionHost
-from twilio_callbacks_cli.local.logs import HandlerOutput, LogEvent, LogShipper, lambda_log_events
-from twilio_callbacks_cli.local.provision import FunctionSpec
+from aws_emulator.aws import Clients
+from aws_emulator.functions import FunctionHost
+from aws_emulator.logs import HandlerOutput, LogEvent, LogShipper, lambda_log_events
+from aws_emulator.provision import FunctionSpec
 
 REGION = "us-east-1"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from twilio_callbacks_cli.local.aws import Clients
-from twilio_callbacks_cli.local.functions import FunctionHost
-from twilio_callbacks_cli.local.pollers import (
+from aws_emulator.aws import Clients
+from aws_emulator.functions import FunctionHost
+from aws_emulator.pollers import (
     AsyncSourcePoller,
     EventSourcePoller,
     failed_message_ids,
@@ -23,7 +23,7 @@ from twilio_callbacks_cli.local.pollers import (
     sns_lambda_record,
     transform_input,
 )
-from twilio_callbacks_cli.local.provision import (
+from aws_emulator.provision import (
     AsyncSourceSpec,
     EventSourceSpec,
     FunctionSpec,

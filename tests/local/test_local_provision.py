@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from twilio_callbacks_cli.local.aws import Clients
-from twilio_callbacks_cli.local.functions import FunctionHost
-from twilio_callbacks_cli.local.pollers import AsyncSourcePoller
-from twilio_callbacks_cli.local.provision import SKIPPED, Deployment, Provisioner, local_policy, support_of
-from twilio_callbacks_cli.local.templates import TemplateError, load_stack, stack_order
+from aws_emulator.aws import Clients
+from aws_emulator.functions import FunctionHost
+from aws_emulator.pollers import AsyncSourcePoller
+from aws_emulator.provision import SKIPPED, Deployment, Provisioner, local_policy, support_of
+from aws_emulator.templates import TemplateError, load_stack, stack_order
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

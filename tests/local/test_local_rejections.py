@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from aws_emulator.aws import Clients
+from aws_emulator.rejections import MAX_BURST_SECONDS, RejectionBursts
 from status_callbacks.rejected import RejectedRequest, plan_rejected_objects
 from status_callbacks.validation import RejectionReason
-from twilio_callbacks_cli.local.aws import Clients
-from twilio_callbacks_cli.local.rejections import MAX_BURST_SECONDS, RejectionBursts
 
 BUCKET = "rejected-store"
 

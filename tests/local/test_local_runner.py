@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from twilio_callbacks_cli.local import runner
-from twilio_callbacks_cli.local.runner import LocalPipeline
-from twilio_callbacks_cli.local.templates import load_stack
+from aws_emulator import runner
+from aws_emulator.runner import LocalPipeline
+from aws_emulator.templates import load_stack
 
 
 def test_ports_come_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from aws_emulator import LocalPipeline
+from pipeline_harness.reconcile import AlertObserver
 from tests.reliability.harness import LogCapture, alert_observer, captured_logs
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.reconcile import AlertObserver
 
 _INBOXES = itertools.count(1)
 

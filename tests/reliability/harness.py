@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from tests.reliability.emulator import linear_sqs
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.aws import Clients
-from twilio_callbacks_cli.local.pollers import MAX_BATCHING_WINDOW_SECONDS
-from twilio_callbacks_cli.local.traffic import AwsRequest
-from twilio_callbacks_cli.reconcile import (
+from aws_emulator import LocalPipeline
+from aws_emulator.aws import Clients
+from aws_emulator.pollers import MAX_BATCHING_WINDOW_SECONDS
+from aws_emulator.traffic import AwsRequest
+from pipeline_harness.reconcile import (
     AlertObserver,
     ClientFactory,
     Expectation,
@@ -31,12 +30,13 @@ from twilio_callbacks_cli.reconcile import (
     expect,
     wait_for_reconciliation,
 )
-from twilio_callbacks_cli.scenarios import Lifecycle, ScenarioOptions, generate
-from twilio_callbacks_cli.send import HttpSender, Summary, send_lifecycles
+from pipeline_harness.scenarios import Lifecycle, ScenarioOptions, generate
+from pipeline_harness.sender import HttpSender, Summary, send_lifecycles
+from tests.reliability.emulator import linear_sqs
 
 # A test token, not a secret.
 TOKEN = "reliability-auth-token-not-a-secret"
-RUNNER_LOGGER = "twilio_callbacks_cli.local"
+RUNNER_LOGGER = "aws_emulator"
 # A request the client gives up on may still have been queued: wait long, so none is given up.
 SEND_TIMEOUT_SECONDS = 60.0
 

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from aws_emulator import LocalPipeline
+from pipeline_harness.faults import injected, secrets_unavailable
+from pipeline_harness.reconcile import AlertObserver
 from tests.reliability.harness import (
     TOKEN,
     LogCapture,
@@ -23,9 +26,6 @@ from tests.reliability.harness import (
     send,
     set_queue_retries,
 )
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.faults import injected, secrets_unavailable
-from twilio_callbacks_cli.reconcile import AlertObserver
 
 pytestmark = pytest.mark.reliability
 

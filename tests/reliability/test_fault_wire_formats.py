@@ -24,7 +24,8 @@ from botocore.parsers import ResponseParserError
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-from twilio_callbacks_cli.local.faults import (
+from aws_emulator.traffic import AwsRequest, Forward, Reply, Traffic
+from pipeline_harness.faults import (
     FailRequests,
     Fault,
     PublishBatchPartialFailure,
@@ -37,7 +38,6 @@ from twilio_callbacks_cli.local.faults import (
     secrets_unavailable,
     throttle,
 )
-from twilio_callbacks_cli.local.traffic import AwsRequest, Forward, Reply, Traffic
 
 REGION = "us-east-1"
 # What each client's operation is called on the wire, for the hook to build the AwsRequest.

@@ -1,6 +1,6 @@
 """Injected faults: each one happens for real, the pipeline recovers, and everything reconciles.
 
-Faults are `Traffic` interceptors (``twilio_callbacks_cli.local.faults``):
+Faults are `Traffic` interceptors (``pipeline_harness.faults``):
 the handlers see exactly what AWS would answer — throttling, 5xx, partial
 batch failures, an unparseable response — and their SDK retries, partial
 batch responses, SQS redelivery and dead-letter queues do the rest. After
@@ -20,6 +20,20 @@ from collections.abc import Iterator
 
 import pytest
 
+from aws_emulator import LocalPipeline
+from pipeline_harness.faults import (
+    Fault,
+    PublishBatchPartialFailure,
+    PutEventsPartialFailure,
+    UnparseableResponse,
+    body_contains,
+    error_event_id,
+    fail_with_5xx,
+    fraction_of_entries,
+    injected,
+    throttle,
+)
+from pipeline_harness.reconcile import AlertObserver, Reconciliation
 from status_callbacks.publishing import MAX_ENTRIES_PER_CALL
 from tests.reliability.harness import (
     client_factory,
@@ -32,21 +46,7 @@ from tests.reliability.harness import (
     send,
     set_queue_retries,
 )
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.local.faults import (
-    Fault,
-    PublishBatchPartialFailure,
-    PutEventsPartialFailure,
-    UnparseableResponse,
-    body_contains,
-    error_event_id,
-    fail_with_5xx,
-    fraction_of_entries,
-    injected,
-    throttle,
-)
 from twilio_callbacks_cli.main import main as cli_main
-from twilio_callbacks_cli.reconcile import AlertObserver, Reconciliation
 
 pytestmark = pytest.mark.reliability
 

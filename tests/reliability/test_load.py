@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from aws_emulator import LocalPipeline
+from pipeline_harness.reconcile import AlertObserver
 from tests.reliability.harness import (
     TOKEN,
     LogCapture,
@@ -32,8 +34,6 @@ from tests.reliability.harness import (
     scenario_lifecycles,
     send,
 )
-from twilio_callbacks_cli.local import LocalPipeline
-from twilio_callbacks_cli.reconcile import AlertObserver
 
 pytestmark = [pytest.mark.reliability, pytest.mark.load]
 

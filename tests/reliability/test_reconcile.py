@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
-from twilio_callbacks_cli.reconcile import Expectation, Landed, Sinks, expect, reconcile
-from twilio_callbacks_cli.scenarios import Kind, Lifecycle, ScenarioOptions, Signing, generate
+from pipeline_harness.reconcile import Expectation, Landed, Sinks, expect, reconcile
+from pipeline_harness.scenarios import Kind, Lifecycle, ScenarioOptions, Signing, generate
 
 
 def lifecycles(**options: object) -> list[Lifecycle]:

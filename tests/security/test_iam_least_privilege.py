@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from twilio_callbacks_cli.cfn import load_template
-from twilio_callbacks_cli.local.templates import load_stack
+from aws_emulator.templates import load_stack, load_template
 
 pytestmark = pytest.mark.templates
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from twilio_callbacks_cli.cfn import load_template
+from aws_emulator.templates import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = sorted((ROOT / "aws_stacks").glob("*/template.yaml"))

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from twilio_callbacks_cli.local.templates import load_stack
+from aws_emulator.templates import load_stack
 
 pytestmark = pytest.mark.templates
 

@@ -15,9 +15,9 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from moto import mock_aws
 
+from aws_emulator.templates import load_template
 from status_callbacks.observability import metrics
 from tests.status_store.builders import TEMPLATE_PATH
-from twilio_callbacks_cli.cfn import load_template
 
 TABLE_NAME = "status-store-test"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from twilio_callbacks_cli.cfn import load_template
+from aws_emulator.templates import load_template
 
 pytestmark = pytest.mark.templates
 

@@ -24,9 +24,9 @@ from twilio_callbacks_cli.errors import EXIT_FAILED, EXIT_UNAVAILABLE, CliError
 
 PROGRAM = "twilio-callbacks"
 LOCAL = "local"
-LOCAL_RUNNER = "twilio_callbacks_cli.local.runner"
+LOCAL_RUNNER = "aws_emulator.runner"
 BENCH = "bench"
-BENCH_CLI = "twilio_callbacks_cli.bench.cli"
+BENCH_CLI = "pipeline_bench.cli"
 PREFIX_VARIABLE = "TWILIO_CALLBACKS_STACK_PREFIX"
 SUFFIX_VARIABLE = "TWILIO_CALLBACKS_STACK_SUFFIX"
 _EXIT_INTERRUPTED = 130
@@ -105,18 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command_name")
-    local = subparsers.add_parser(
-        LOCAL,
-        help="run the whole pipeline on this machine (moto + HTTP gateway); see `local --help`",
-        add_help=False,
-    )
-    local.add_argument("local_argv", nargs=argparse.REMAINDER)
-    bench = subparsers.add_parser(
-        BENCH,
-        help="benchmark the local pipeline and price it per million callbacks; see `bench --help`",
-        add_help=False,
-    )
-    bench.add_argument("bench_argv", nargs=argparse.REMAINDER)
+    # Products of their own, imported only when asked for (both pull in moto): they parse their
+    # own options, so every argument after the command name is handed over as it is.
+    for name, module, summary in (
+        (
+            LOCAL,
+            LOCAL_RUNNER,
+            "run the whole pipeline on this machine (moto + HTTP gateway); see `local --help`",
+        ),
+        (
+            BENCH,
+            BENCH_CLI,
+            "benchmark the local pipeline and price it per million callbacks; see `bench --help`",
+        ),
+    ):
+        product = subparsers.add_parser(name, help=summary, add_help=False)
+        product.set_defaults(command=_hand_over(module), passthrough=[])
     parents = [_connection_options(defaults=False)]
     send.register(subparsers, parents)
     status.register(subparsers, parents)
@@ -136,16 +140,13 @@ def stack_names(args: argparse.Namespace) -> StackNames:
     )
 
 
-def run_local(argv: list[str]) -> int:
-    """Hand over to the local runner, imported only when asked for (it pulls in moto)."""
-    runner = importlib.import_module(LOCAL_RUNNER)
-    return int(runner.main(argv) or 0)
+def _hand_over(module_name: str) -> Callable[[argparse.Namespace, AwsTarget], int]:
+    """A command handled by another product's ``main(argv)``, imported when it runs."""
 
+    def run(args: argparse.Namespace, target: AwsTarget) -> int:
+        return int(importlib.import_module(module_name).main(args.passthrough) or 0)
 
-def run_bench(argv: list[str]) -> int:
-    """Hand over to the benchmark, imported only when asked for (it pulls in moto)."""
-    bench = importlib.import_module(BENCH_CLI)
-    return int(bench.main(argv) or 0)
+    return run
 
 
 def _fail(message: str, code: int) -> int:
@@ -156,19 +157,15 @@ def _fail(message: str, code: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == [LOCAL]:
-        return run_local(arguments[1:])
-    if arguments[:1] == [BENCH]:
-        return run_bench(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(arguments)
-    if args.command_name == LOCAL:
-        return run_local(list(args.local_argv))
-    if args.command_name == BENCH:
-        return run_bench(list(args.bench_argv))
+    args, extras = parser.parse_known_args(arguments)
     if args.command_name is None:
         parser.print_help(sys.stderr)
         return 2
+    if hasattr(args, "passthrough"):
+        args.passthrough = extras
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     handler: Callable[[argparse.Namespace, AwsTarget], int] = args.command
     try:
         args.stack_names = stack_names(args)

@@ -31,13 +31,13 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline_harness.sender import HttpSender
 from status_callbacks.tokens import AuthTokens, AuthTokenSecretError
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.aws import AwsTarget
 from twilio_callbacks_cli.discovery import INGEST, Pipeline, discover
 from twilio_callbacks_cli.errors import EXIT_FAILED, EXIT_OK, PipelineUnavailableError
 from twilio_callbacks_cli.output import print_json
-from twilio_callbacks_cli.send import HttpSender
 from twilio_callbacks_cli.verify_checks import (
     TOKEN,
     AlertInbox,

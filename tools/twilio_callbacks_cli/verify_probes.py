@@ -17,8 +17,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from status_callbacks.record import PROBE_MARKER, build_record
-from twilio_callbacks_cli.scenarios import (
+from pipeline_harness.scenarios import (
     CALLBACK_ROUTE,
     CALLBACK_WITH_PARAMS_ROUTE,
     Callback,
@@ -28,7 +27,8 @@ from twilio_callbacks_cli.scenarios import (
     generate,
     sign,
 )
-from twilio_callbacks_cli.send import Exchange, HttpSender, queued_message_id
+from pipeline_harness.sender import Exchange, HttpSender, queued_message_id
+from status_callbacks.record import PROBE_MARKER, build_record
 
 # The form parameter marking a callback as a probe (the record contract's; analysts filter on it).
 VERIFY_MARKER = PROBE_MARKER

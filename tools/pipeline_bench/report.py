@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from twilio_callbacks_cli.bench import results, tuning
-from twilio_callbacks_cli.bench.cost import ENQUEUE_BILLED, HEADLINE, Assumptions
-from twilio_callbacks_cli.bench.results import Figures
+from pipeline_bench import results, tuning
+from pipeline_bench.cost import ENQUEUE_BILLED, HEADLINE, Assumptions
+from pipeline_bench.results import Figures
 from twilio_callbacks_cli.output import key_values, table
 
 SCHEMA_VERSION = 1

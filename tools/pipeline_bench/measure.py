@@ -37,10 +37,10 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
+from aws_emulator.provision import INTERNAL_PREFIX, FunctionSpec
+from aws_emulator.traffic import AwsRequest, Forward
+from pipeline_bench.cost import INDEX_ENTRY_OVERHEAD_BYTES, chunks, write_units
 from status_callbacks import status_store
-from twilio_callbacks_cli.bench.cost import INDEX_ENTRY_OVERHEAD_BYTES, chunks, write_units
-from twilio_callbacks_cli.local.provision import INTERNAL_PREFIX, FunctionSpec
-from twilio_callbacks_cli.local.traffic import AwsRequest, Forward
 
 BENCH_USER_AGENT = "twilio-callbacks-bench"
 RUNNER = "(runner)"

@@ -37,17 +37,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from twilio_callbacks_cli.local.aws import apply_environ
-from twilio_callbacks_cli.local.logs import (
+from aws_emulator.aws import apply_environ
+from aws_emulator.logs import (
     HANDLER_OUTPUT,
     LogShipper,
     adopt_logger_streams,
     lambda_log_events,
     now_ms,
 )
-from twilio_callbacks_cli.local.provision import FunctionSpec
+from aws_emulator.provision import FunctionSpec
 
-LOG = logging.getLogger("twilio_callbacks_cli.local")
+LOG = logging.getLogger("aws_emulator")
 
 Handler = Callable[[Any, Any], Any]
 

@@ -22,9 +22,21 @@ from urllib.parse import quote, unquote
 from boto3.session import Session
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
 
-from twilio_callbacks_cli.cfn import load_template
-from twilio_callbacks_cli.local.intrinsics import import_names
+from aws_emulator.intrinsics import import_names
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    """A template file as plain data, short-form tags (``!Ref``, ``!GetAtt a.b``) in their long form.
+
+    SAM's own parser, so tests and the runner read a template exactly as ``sam`` does.
+    """
+    document = yaml_parse(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} is not a CloudFormation template")
+    return document
+
 
 TEMPLATE_FILE = "template.yaml"
 SAM_TRANSFORM = "AWS::Serverless-2016-10-31"

@@ -1,6 +1,6 @@
 """The benchmark's workload: seeded lifecycles from `scenarios`, spread over time as Twilio sends them.
 
-Pure. `twilio_callbacks_cli.scenarios` makes the callbacks (the same generator
+Pure. `pipeline_harness.scenarios` makes the callbacks (the same generator
 as ``twilio-callbacks send``); this module gives each one a send time. A
 resource's callbacks are seconds apart, as on Twilio (a message is ``sent``
 about a second after ``queued`` and ``delivered`` a few seconds later; a call
@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from status_callbacks.error_routing import Action, route_for
-from twilio_callbacks_cli.scenarios import (
+from pipeline_harness.scenarios import (
     CALLBACK_WITH_PARAMS_ROUTE,
     Callback,
     Kind,
@@ -27,6 +26,7 @@ from twilio_callbacks_cli.scenarios import (
     ScenarioOptions,
     generate,
 )
+from status_callbacks.error_routing import Action, route_for
 
 DEFAULT_SEED = 20240601
 DEFAULT_CALLBACKS = 5000

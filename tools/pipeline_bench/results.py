@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twilio_callbacks_cli.bench import cost
-from twilio_callbacks_cli.bench.cost import (
+from aws_emulator.http_gateway import render_access_log
+from pipeline_bench import cost
+from pipeline_bench.cost import (
     COUNTED,
     ENQUEUE_BILLED,
     HEADLINE,
@@ -30,10 +31,9 @@ from twilio_callbacks_cli.bench.cost import (
     FunctionProfile,
     UsageLine,
 )
-from twilio_callbacks_cli.bench.measure import InvocationSample, percentile
-from twilio_callbacks_cli.bench.run import SINKS, BenchRun
-from twilio_callbacks_cli.bench.stacks import ACCESS_LOG_CONTEXT, ACTIVE
-from twilio_callbacks_cli.local.http_gateway import render_access_log
+from pipeline_bench.measure import InvocationSample, percentile
+from pipeline_bench.run import SINKS, BenchRun
+from pipeline_bench.stacks import ACCESS_LOG_CONTEXT, ACTIVE
 
 # Short names for the stacks in breakdowns.
 COMPONENTS: Mapping[str, str] = {

@@ -9,9 +9,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from twilio_callbacks_cli.bench import report, results
-from twilio_callbacks_cli.bench.run import BenchOptions, run_benchmark
-from twilio_callbacks_cli.bench.workload import (
+from pipeline_bench import report, results
+from pipeline_bench.run import BenchOptions, run_benchmark
+from pipeline_bench.workload import (
     DEFAULT_CALLBACKS,
     DEFAULT_ERROR_RATE,
     DEFAULT_RATE,

@@ -38,33 +38,33 @@ import requests
 from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
 from werkzeug.serving import make_server
 
-from status_callbacks.rejected import REJECTED_PREFIX
-from twilio_callbacks_cli.discovery import REJECTED_BUCKET_NAME, REJECTED_PREFIX_OUTPUT
-from twilio_callbacks_cli.local.aws import Clients, apply_environ, emulator_environment, process_environment
-from twilio_callbacks_cli.local.functions import FunctionHost, InvocationObserver
-from twilio_callbacks_cli.local.http_gateway import (
+from aws_emulator.aws import Clients, apply_environ, emulator_environment, process_environment
+from aws_emulator.functions import FunctionHost, InvocationObserver
+from aws_emulator.http_gateway import (
     GatewayEmulation,
     HttpGateway,
     HttpGatewayServer,
     normalised_base_path,
 )
-from twilio_callbacks_cli.local.logs import LogShipper
-from twilio_callbacks_cli.local.pollers import (
+from aws_emulator.logs import LogShipper
+from aws_emulator.pollers import (
     MAX_BATCHING_WINDOW_SECONDS,
     AsyncSourcePoller,
     EventSourcePoller,
 )
-from twilio_callbacks_cli.local.provision import SUPPORT, Deployment, ProvisionedStack, Provisioner
-from twilio_callbacks_cli.local.rejections import POLL_SECONDS, RejectionBursts
-from twilio_callbacks_cli.local.templates import (
+from aws_emulator.provision import SUPPORT, Deployment, ProvisionedStack, Provisioner
+from aws_emulator.rejections import POLL_SECONDS, RejectionBursts
+from aws_emulator.templates import (
     StackTemplate,
     TemplateError,
     discover_stack_folders,
     load_stack,
 )
-from twilio_callbacks_cli.local.traffic import Traffic
+from aws_emulator.traffic import Traffic
+from status_callbacks.rejected import REJECTED_PREFIX
+from twilio_callbacks_cli.discovery import REJECTED_BUCKET_NAME, REJECTED_PREFIX_OUTPUT
 
-LOG = logging.getLogger("twilio_callbacks_cli.local")
+LOG = logging.getLogger("aws_emulator")
 
 DEFAULT_REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"

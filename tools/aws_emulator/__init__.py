@@ -5,6 +5,6 @@ stacks from their own templates, serves the HTTP routes of ``api.yaml`` and
 runs the real handlers in-process; ``main`` is the command.
 """
 
-from twilio_callbacks_cli.local.runner import LocalPipeline, main
+from aws_emulator.runner import LocalPipeline, main
 
 __all__ = ["LocalPipeline", "main"]

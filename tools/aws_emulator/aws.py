@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from twilio_callbacks_cli.local.traffic import INTERNAL_USER_AGENT
+from aws_emulator.traffic import INTERNAL_USER_AGENT
 
 PLACEHOLDER_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 # Variables that could send an SDK to a real account or a metadata endpoint.

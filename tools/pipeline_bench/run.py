@@ -32,14 +32,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from status_callbacks.forwarded import parse_forwarded_request
-from status_callbacks.lifecycle import lifecycle_position
-from status_callbacks.record import parse_form_body
-from status_callbacks.signature import matching_url, urls_for_root
-from status_callbacks.status_store import current_of
-from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Accepted, signed_url_root, validate_callback
-from twilio_callbacks_cli.bench.measure import (
+from aws_emulator import pollers
+from aws_emulator.aws import patched_environ
+from aws_emulator.provision import FunctionSpec
+from aws_emulator.runner import AUTH_TOKEN_SECRET_PARAMETER, LocalPipeline, default_stacks_dir
+from pipeline_bench.measure import (
     BENCH_USER_AGENT,
     LogCapture,
     Recorder,
@@ -47,8 +44,8 @@ from twilio_callbacks_cli.bench.measure import (
     TableSpec,
     Topology,
 )
-from twilio_callbacks_cli.bench.stacks import StackFacts, all_stack_facts
-from twilio_callbacks_cli.bench.workload import (
+from pipeline_bench.stacks import StackFacts, all_stack_facts
+from pipeline_bench.workload import (
     DEFAULT_CALLBACKS,
     DEFAULT_ERROR_RATE,
     DEFAULT_RATE,
@@ -58,12 +55,15 @@ from twilio_callbacks_cli.bench.workload import (
     Workload,
     build_workload,
 )
-from twilio_callbacks_cli.local import pollers
-from twilio_callbacks_cli.local.aws import patched_environ
-from twilio_callbacks_cli.local.provision import FunctionSpec
-from twilio_callbacks_cli.local.runner import AUTH_TOKEN_SECRET_PARAMETER, LocalPipeline, default_stacks_dir
-from twilio_callbacks_cli.scenarios import sign
-from twilio_callbacks_cli.send import HttpSender
+from pipeline_harness.scenarios import sign
+from pipeline_harness.sender import HttpSender
+from status_callbacks.forwarded import parse_forwarded_request
+from status_callbacks.lifecycle import lifecycle_position
+from status_callbacks.record import parse_form_body
+from status_callbacks.signature import matching_url, urls_for_root
+from status_callbacks.status_store import current_of
+from status_callbacks.tokens import AuthTokens
+from status_callbacks.validation import Accepted, signed_url_root, validate_callback
 
 BENCH_TOKEN = "bench-auth-token-not-a-secret"  # noqa: S105 - a fixed local token, signed and checked locally
 SINKS = ("s3", "dynamodb", "error_bus", "alerts", "flags")

@@ -55,10 +55,10 @@ from urllib.parse import unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from twilio_callbacks_cli.local.logs import LogEvent, LogShipper
-from twilio_callbacks_cli.local.provision import HttpApiSpec, HttpRouteSpec
+from aws_emulator.logs import LogEvent, LogShipper
+from aws_emulator.provision import HttpApiSpec, HttpRouteSpec
 
-LOG = logging.getLogger("twilio_callbacks_cli.local")
+LOG = logging.getLogger("aws_emulator")
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 NOT_FOUND = (404, {"message": "Not Found"})

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline_harness.scenarios import Callback, Lifecycle, Signing
 from status_callbacks.error_routing import Action, route_for
 from status_callbacks.lifecycle import lifecycle_position
 from status_callbacks.record import build_record
@@ -40,7 +41,6 @@ from twilio_callbacks_cli.discovery import (
     QUEUE_URL_SUFFIX,
     STATUS_TABLE_NAME,
 )
-from twilio_callbacks_cli.scenarios import Callback, Lifecycle, Signing
 
 DEFAULT_ARCHIVE_PREFIX = "callbacks/"
 CURRENT_SORT_KEY = "CURRENT"

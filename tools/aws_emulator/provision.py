@@ -33,15 +33,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from twilio_callbacks_cli.local.aws import Clients
-from twilio_callbacks_cli.local.intrinsics import (
+from aws_emulator.aws import Clients
+from aws_emulator.intrinsics import (
     IntrinsicError,
     PseudoParameters,
     Resolver,
     referenced_resources,
     rule_failures,
 )
-from twilio_callbacks_cli.local.templates import (
+from aws_emulator.templates import (
     StackTemplate,
     TemplateError,
     imported_expressions,

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 from xml.sax.saxutils import escape
 
-from twilio_callbacks_cli.local.traffic import AwsRequest, Forward, Interceptor, Reply, Traffic
+from aws_emulator.traffic import AwsRequest, Forward, Interceptor, Reply, Traffic
 
 # How each service speaks: JSON (x-amz-target), the query protocol's XML, or S3's REST XML.
 JSON = "json"

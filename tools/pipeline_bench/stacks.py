@@ -1,6 +1,6 @@
 """Facts the cost model takes from the four templates (not from a second, hand-kept copy).
 
-Read with `twilio_callbacks_cli.cfn.load_template`: the SNS subscriptions
+Read with `aws_emulator.templates.load_template`: the SNS subscriptions
 that deliver to SQS queues, the tables' keys and secondary indexes, the HTTP
 API's access log format, and the counts behind the fixed monthly costs. What
 depends on parameters (each function's memory and tracing mode) comes from the
@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twilio_callbacks_cli.bench.measure import IndexSpec
-from twilio_callbacks_cli.cfn import load_template
+from aws_emulator.templates import load_template
+from pipeline_bench.measure import IndexSpec
 
 TEMPLATE_FILE = "template.yaml"
 ACTIVE = "Active"
 
 # Representative values for the access log's $context variables (one request), rendered with the
-# local gateway's own renderer (`twilio_callbacks_cli.local.http_gateway.render_access_log`).
+# local gateway's own renderer (`aws_emulator.http_gateway.render_access_log`).
 ACCESS_LOG_CONTEXT: Mapping[str, str] = {
     "requestId": "JxYzAbCdIAMEbVw=",
     "requestTime": "05/Jan/2026:09:00:00 +0000",

@@ -33,15 +33,15 @@ from typing import Any
 
 from moto.events.models import EventPattern
 
-from twilio_callbacks_cli.local.functions import FunctionHost, Invocation
-from twilio_callbacks_cli.local.provision import (
+from aws_emulator.functions import FunctionHost, Invocation
+from aws_emulator.provision import (
     AsyncSourceSpec,
     EventSourceSpec,
     FunctionSpec,
     InvokeConfigSpec,
 )
 
-LOG = logging.getLogger("twilio_callbacks_cli.local")
+LOG = logging.getLogger("aws_emulator")
 
 # Local stand-ins for AWS timings, so a callback is everywhere within seconds.
 MAX_BATCHING_WINDOW_SECONDS = 1.0

@@ -9,7 +9,7 @@
   ``END`` and ``REPORT``.
 - `LogShipper` puts log events into the emulated CloudWatch Logs from one
   background thread, after the fact, as the services do. Its client is an
-  internal one (see `twilio_callbacks_cli.local.traffic.INTERNAL_USER_AGENT`):
+  internal one (see `aws_emulator.traffic.INTERNAL_USER_AGENT`):
   these requests are what Lambda and API Gateway do themselves, not the
   pipeline's own, and the benchmark leaves them out.
 """
@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-LOG = logging.getLogger("twilio_callbacks_cli.local")
+LOG = logging.getLogger("aws_emulator")
 
 # PutLogEvents limits: 10,000 events and 1,048,576 bytes a call, counting 26 bytes per event.
 MAX_EVENTS_PER_PUT = 10_000

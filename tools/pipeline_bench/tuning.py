@@ -16,10 +16,10 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from twilio_callbacks_cli.bench import cost
-from twilio_callbacks_cli.bench.cost import MODELLED, PER_MILLION, Assumptions, UsageLine
-from twilio_callbacks_cli.bench.results import Figures
-from twilio_callbacks_cli.bench.workload import current_status_writes
+from pipeline_bench import cost
+from pipeline_bench.cost import MODELLED, PER_MILLION, Assumptions, UsageLine
+from pipeline_bench.results import Figures
+from pipeline_bench.workload import current_status_writes
 
 SQS_RECEIVE_MAX = 10
 FIREHOSE_BUFFER_SECONDS = 900

@@ -1,0 +1,7 @@
+"""``python -m pipeline_bench``."""
+
+import sys
+
+from pipeline_bench.cli import main
+
+sys.exit(main())
