@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from status_callbacks.forwarded import (
+from status_callbacks.domain.forwarded import (
     DOMAIN_ATTRIBUTE,
     PATH_ATTRIBUTE,
     ROUTE_ATTRIBUTE,

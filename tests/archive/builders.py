@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from status_callbacks.record import CallbackRecord, build_record
+from status_callbacks.domain.record import CallbackRecord, build_record
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = ROOT / "aws_stacks" / "SaveStatusCallbackToS3"

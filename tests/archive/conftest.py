@@ -13,7 +13,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from aws_emulator.templates import load_template
-from status_callbacks.archive import decode_records
+from status_callbacks.domain.archive import decode_records
 from status_callbacks.observability import metrics
 from tests.archive.builders import BUCKET, TEMPLATE_PATH, HttpStatus, InvocationContext
 

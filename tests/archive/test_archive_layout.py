@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from status_callbacks import archive
-from status_callbacks.archive import (
+from status_callbacks.domain import archive
+from status_callbacks.domain.archive import (
     UnarchivableRecordError,
     decode_records,
     encode_records,

@@ -16,7 +16,7 @@ import pytest
 from archiver_handler import Dependencies, handle
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from status_callbacks import archive
+from status_callbacks.domain import archive
 from tests.archive.builders import BUCKET, load_event
 
 Archived = Callable[[], dict[str, list[dict[str, Any]]]]

@@ -12,7 +12,7 @@ from archiver_handler import Dependencies, Settings, handle
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import EndpointConnectionError
 
-from status_callbacks.archive import partition_of
+from status_callbacks.domain.archive import partition_of
 from tests.archive.builders import (
     BUCKET,
     FROM_NUMBER,

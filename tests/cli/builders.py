@@ -20,9 +20,9 @@ from typing import Any
 import boto3
 
 from aws_emulator.templates import load_template
-from status_callbacks.rejected import RejectedRequest, plan_rejected_objects, string_attributes
-from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Destination, Rejection, validate_callback
+from status_callbacks.domain.rejected import RejectedRequest, plan_rejected_objects, string_attributes
+from status_callbacks.domain.tokens import AuthTokens
+from status_callbacks.domain.validation import Destination, Rejection, validate_callback
 from tests.support.api_gateway import forward
 from tests.support.signing import TwilioRequest
 from twilio_callbacks_cli.discovery import DEFAULT_STACK_NAMES

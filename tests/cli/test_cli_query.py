@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline_harness.scenarios import Kind, ScenarioOptions, generate
-from status_callbacks import archive, error_routing, status_store
-from status_callbacks.record import CallbackRecord, build_record
-from status_callbacks.validation import RejectionReason
+from status_callbacks.adapters import dynamodb
+from status_callbacks.domain import archive, flags, routes
+from status_callbacks.domain.record import CallbackRecord, build_record
+from status_callbacks.domain.validation import RejectionReason
 from tests.cli.builders import API_BASE_URL, keep_rejected, rejected_by_validator, replace_outputs
 from tests.support.signing import message_status_params, signed_callback
 from twilio_callbacks_cli import query
@@ -45,16 +46,16 @@ def store(pipeline, records):
     """Write records as the status store's writer does, one at a time in arrival order."""
     table = pipeline.output("StatusTableName")
     for record in records:
-        status_store.put_event(pipeline.dynamodb, table, record)
-        status_store.advance_current(pipeline.dynamodb, table, record)
+        dynamodb.put_event(pipeline.dynamodb, table, record)
+        dynamodb.advance_current(pipeline.dynamodb, table, record)
 
 
 def flag(pipeline, record: CallbackRecord):
     """Record the number flag the error router's flagger would for this error callback."""
-    detail = json.loads(json.dumps(error_routing.error_detail(record)))
-    number_flag = error_routing.number_flag_from_detail(detail)
-    assert isinstance(number_flag, error_routing.NumberFlag)
-    error_routing.record_number_flag(
+    detail = json.loads(json.dumps(routes.error_detail(record)))
+    number_flag = flags.number_flag_from_detail(detail)
+    assert isinstance(number_flag, flags.NumberFlag)
+    dynamodb.record_number_flag(
         pipeline.dynamodb, pipeline.output("NumberFlagsTableName"), number_flag, record.received_at
     )
 
@@ -225,7 +226,7 @@ def test_errors_by_code_over_the_last_hour(seeded_errors, capsys):
     assert {error["error_code"] for error in report["errors"]} == {"30007"}
     assert {error["status"] for error in report["errors"]} == {"undelivered"}
     assert report["counts"]["30007"]["count"] == 2
-    assert report["counts"]["30007"]["reason"] == error_routing.route_for("30007").reason
+    assert report["counts"]["30007"]["reason"] == routes.route_for("30007").reason
 
 
 def test_errors_without_a_code_cover_the_routing_table(seeded_errors, capsys):
@@ -235,7 +236,7 @@ def test_errors_without_a_code_cover_the_routing_table(seeded_errors, capsys):
     report = json.loads(out)
     # Then every code in the error router's table was searched and all four errors are found
     assert code == 0
-    assert set(report["codes"]) == set(error_routing.ROUTES)
+    assert set(report["codes"]) == set(routes.ROUTES)
     assert {code: entry["count"] for code, entry in report["counts"].items()} == {"30003": 1, "30007": 3}
     assert seeded_errors[("ok", 0)] not in out
 
@@ -307,7 +308,7 @@ def test_number_flags(pipeline, capsys):
     flags = {flag_entry["error_code"]: flag_entry for flag_entry in report["flags"]}
     assert set(flags) == {"21610", "30003"}
     assert flags["30003"]["callbacks"] == 2
-    assert flags["30003"]["reason"] == error_routing.route_for("30003").reason
+    assert flags["30003"]["reason"] == routes.route_for("30003").reason
     assert flags["30003"]["first_seen_at"] < flags["30003"]["last_seen_at"]
     assert flags["21610"]["callbacks"] == 1 and flags["21610"]["last_sid"] == opted_out.sid
     # And the human output shows the number (the user asked for it)

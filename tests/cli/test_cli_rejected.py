@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import pytest
 
-from status_callbacks.rejected import decode_requests
-from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Accepted, Destination, RejectionReason, validate_callback
+from status_callbacks.domain.rejected import decode_requests
+from status_callbacks.domain.tokens import AuthTokens
+from status_callbacks.domain.validation import Accepted, Destination, RejectionReason, validate_callback
 from tests.cli.builders import (
     API_BASE_URL,
     API_DOMAIN,

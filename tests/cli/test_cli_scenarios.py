@@ -22,9 +22,9 @@ from pipeline_harness.scenarios import (
     generate,
     sign,
 )
-from status_callbacks.lifecycle import lifecycle_position
-from status_callbacks.record import build_record, parse_form_body
-from status_callbacks.signature import candidate_urls, is_valid_signature
+from status_callbacks.domain.lifecycle import lifecycle_position
+from status_callbacks.domain.record import build_record, parse_form_body
+from status_callbacks.domain.signature import candidate_urls, is_valid_signature
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 BASE = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"

@@ -13,8 +13,8 @@ from twilio.request_validator import RequestValidator
 
 from pipeline_harness.scenarios import ScenarioOptions, generate
 from pipeline_harness.sender import Outcome, Summary, send_lifecycles
-from status_callbacks.record import parse_form_body
-from status_callbacks.signature import candidate_urls, is_valid_signature
+from status_callbacks.domain.record import parse_form_body
+from status_callbacks.domain.signature import candidate_urls, is_valid_signature
 from tests.cli.builders import API_BASE_URL, keep_rejected, register_stack, rejected_by_validator
 from tests.support.signing import message_status_params, signed_callback
 from twilio_callbacks_cli import send

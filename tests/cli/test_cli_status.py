@@ -8,9 +8,9 @@ from datetime import datetime
 
 from moto.server import ThreadedMotoServer
 
-from status_callbacks import archive
-from status_callbacks.record import build_record
-from status_callbacks.validation import RejectionReason
+from status_callbacks.domain import archive
+from status_callbacks.domain.record import build_record
+from status_callbacks.domain.validation import RejectionReason
 from tests.cli.builders import API_BASE_URL, keep_rejected, rejected_by_validator
 from tests.support.signing import form_body, message_status_params, signed_callback, unsigned_callback
 from twilio_callbacks_cli.main import main

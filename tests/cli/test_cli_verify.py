@@ -18,9 +18,9 @@ from twilio.request_validator import RequestValidator
 
 from pipeline_harness.scenarios import SIGNATURE_HEADER, Signing, sign
 from pipeline_harness.sender import Exchange, HttpSender, Outcome, queued_message_id
-from status_callbacks.error_routing import PublishLedger
-from status_callbacks.rejected import RejectedRequest
-from status_callbacks.validation import RejectionReason
+from status_callbacks.adapters.events import PublishLedger
+from status_callbacks.domain.rejected import RejectedRequest
+from status_callbacks.domain.validation import RejectionReason
 from tests.cli.builders import table_definition, template_of
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.discovery import DeployedStack, Pipeline

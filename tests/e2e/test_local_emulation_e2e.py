@@ -19,7 +19,7 @@ import pytest
 
 from aws_emulator import LocalPipeline
 from aws_emulator.http_gateway import GatewayEmulation
-from status_callbacks.status_store import events_of
+from status_callbacks.adapters.dynamodb import events_of
 from tests.e2e.probes import clients, eventually, log_messages, post, post_signed
 from tests.support.signing import SIGNATURE_HEADER, form_body, message_status_params
 

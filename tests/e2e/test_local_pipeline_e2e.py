@@ -22,7 +22,7 @@ import requests
 
 from aws_emulator import LocalPipeline
 from aws_emulator.aws import Clients
-from status_callbacks.status_store import current_of, events_of
+from status_callbacks.adapters.dynamodb import current_of, events_of
 from tests.e2e.probes import eventually, log_messages, post, post_signed
 from tests.support.signing import (
     ACCOUNT_SID,

@@ -10,7 +10,7 @@ import pytest
 from aws_emulator import LocalPipeline
 from aws_emulator.runner import PipelineError
 from aws_emulator.traffic import AwsRequest
-from status_callbacks.status_store import events_of
+from status_callbacks.adapters.dynamodb import events_of
 from tests.e2e.probes import clients, eventually, log_messages, post_signed
 from tests.support.signing import message_status_params
 

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from aws_emulator.templates import load_template
-from status_callbacks.record import CallbackRecord, build_record
+from status_callbacks.domain.record import CallbackRecord, build_record
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "aws_stacks" / "CheckForStatusCallbackErrors" / "template.yaml"

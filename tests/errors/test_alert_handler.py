@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from status_callbacks.alerts import MAX_SUBJECT_CHARACTERS, alert_message
-from status_callbacks.error_routing import error_detail
+from status_callbacks.domain.alerts import MAX_SUBJECT_CHARACTERS, alert_message
+from status_callbacks.domain.routes import error_detail
 from tests.errors.conftest import REGION, error_callback
 
 

@@ -11,16 +11,10 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.exceptions import ClientError
 
-from status_callbacks.alerts import alert_message
-from status_callbacks.error_routing import (
-    DEFAULT_DETAIL_TYPE,
-    DEFAULT_EVENT_SOURCE,
-    Claim,
-    PublishLedger,
-    error_detail,
-    route_for,
-)
-from status_callbacks.record import CallbackRecord
+from status_callbacks.adapters.events import Claim, PublishLedger
+from status_callbacks.domain.alerts import alert_message
+from status_callbacks.domain.record import CallbackRecord
+from status_callbacks.domain.routes import DEFAULT_DETAIL_TYPE, DEFAULT_EVENT_SOURCE, error_detail, route_for
 
 
 @pytest.fixture

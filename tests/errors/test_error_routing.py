@@ -10,31 +10,32 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from status_callbacks.error_routing import (
+from status_callbacks.adapters.dynamodb import from_attribute_values, to_attribute_values
+from status_callbacks.adapters.events import PublishPolicy
+from status_callbacks.domain.flags import (
+    MAX_REMEMBERED_EVENT_IDS,
+    FlagSkipReason,
+    NumberFlag,
+    merge_number_flag,
+    number_flag_from_detail,
+)
+from status_callbacks.domain.record import CallbackRecord, build_record
+from status_callbacks.domain.routes import (
     DEFAULT_DETAIL_TYPE,
     DEFAULT_EVENT_SOURCE,
-    MAX_REMEMBERED_EVENT_IDS,
     ROUTES,
     Action,
     EntryTooLargeError,
     EventTarget,
-    FlagSkipReason,
     NotAnErrorCallbackError,
-    NumberFlag,
-    PublishPolicy,
     Severity,
     alert_text,
     chunk_entries,
     entry_size,
     error_detail,
     error_event_entry,
-    from_attribute_values,
-    merge_number_flag,
-    number_flag_from_detail,
     route_for,
-    to_attribute_values,
 )
-from status_callbacks.record import CallbackRecord, build_record
 
 
 def error_callback(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from status_callbacks.error_routing import DEFAULT_DETAIL_TYPE, DEFAULT_EVENT_SOURCE, ROUTES
+from status_callbacks.domain.routes import DEFAULT_DETAIL_TYPE, DEFAULT_EVENT_SOURCE, ROUTES
 
 pytestmark = pytest.mark.templates
 

@@ -10,17 +10,10 @@ import number_flags_handler
 import pytest
 from botocore.exceptions import ClientError
 
-from status_callbacks.error_routing import (
-    DEFAULT_DETAIL_TYPE,
-    DEFAULT_EVENT_SOURCE,
-    NumberFlag,
-    error_detail,
-    flags_for_number,
-    number_flag_from_detail,
-    record_number_flag,
-    route_for,
-)
-from status_callbacks.record import CallbackRecord
+from status_callbacks.adapters.dynamodb import flags_for_number, record_number_flag
+from status_callbacks.domain.flags import NumberFlag, number_flag_from_detail
+from status_callbacks.domain.record import CallbackRecord
+from status_callbacks.domain.routes import DEFAULT_DETAIL_TYPE, DEFAULT_EVENT_SOURCE, error_detail, route_for
 
 NOW_MS = 1_767_300_000_000
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from status_callbacks.archive import decode_records, encode_records
-from status_callbacks.record import build_record
+from status_callbacks.domain.archive import decode_records, encode_records
+from status_callbacks.domain.record import build_record
 from tests.fuzz.strategies import form_params, text
 
 pytestmark = pytest.mark.fuzz

@@ -21,9 +21,15 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from status_callbacks.record import CallbackRecord
-from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Accepted, Destination, Rejection, RejectionReason, validate_callback
+from status_callbacks.domain.record import CallbackRecord
+from status_callbacks.domain.tokens import AuthTokens
+from status_callbacks.domain.validation import (
+    Accepted,
+    Destination,
+    Rejection,
+    RejectionReason,
+    validate_callback,
+)
 from tests.support.api_gateway import API_BASE_URL, forward
 from tests.support.signing import (
     SIGNATURE_HEADER,

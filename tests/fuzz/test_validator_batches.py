@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from status_callbacks.delivery import record_from_body
-from status_callbacks.record import build_record
-from status_callbacks.rejected import decode_requests
-from status_callbacks.tokens import AuthTokenSource
+from status_callbacks.adapters.secrets import AuthTokenSource
+from status_callbacks.domain.delivery import record_from_body
+from status_callbacks.domain.record import build_record
+from status_callbacks.domain.rejected import decode_requests
 from tests.fuzz.strategies import domains, param_names, signatures, text
 from tests.fuzz.test_validator_properties import forwarded
 from tests.reliability.harness import LogCapture, captured_logs, leaks

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from status_callbacks.forwarded import (
+from status_callbacks.domain.forwarded import (
     DOMAIN_ATTRIBUTE,
     PATH_ATTRIBUTE,
     ROUTE_ATTRIBUTE,
@@ -25,10 +25,10 @@ from status_callbacks.forwarded import (
     ForwardedRequestError,
     parse_forwarded_request,
 )
-from status_callbacks.record import MalformedBodyError, parse_form_body
-from status_callbacks.signature import candidate_urls, matching_url
-from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Accepted, Rejection, RejectionReason, validate_callback
+from status_callbacks.domain.record import MalformedBodyError, parse_form_body
+from status_callbacks.domain.signature import candidate_urls, matching_url
+from status_callbacks.domain.tokens import AuthTokens
+from status_callbacks.domain.validation import Accepted, Rejection, RejectionReason, validate_callback
 from tests.fuzz.strategies import (
     ANY_TEXT,
     custom_values,

@@ -22,12 +22,12 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from moto import mock_aws
 
 from aws_emulator.templates import load_template
-from status_callbacks.delivery import record_from_body
+from status_callbacks.adapters.secrets import AuthTokenSource
+from status_callbacks.domain.delivery import record_from_body
+from status_callbacks.domain.record import CallbackRecord
+from status_callbacks.domain.rejected import RejectedRequest, decode_requests
+from status_callbacks.domain.validation import Destination
 from status_callbacks.observability import logger
-from status_callbacks.record import CallbackRecord
-from status_callbacks.rejected import RejectedRequest, decode_requests
-from status_callbacks.tokens import AuthTokenSource
-from status_callbacks.validation import Destination
 from tests.support import api_gateway
 from tests.support.signing import TEST_AUTH_TOKEN, TwilioRequest
 

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from status_callbacks.forwarded import parse_forwarded_request
+from status_callbacks.domain.forwarded import parse_forwarded_request
 from tests.support import api_gateway
 from tests.support.signing import signed_callback
 

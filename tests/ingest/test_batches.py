@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from status_callbacks.publishing import MAX_BYTES_PER_CALL, request_entry_size
+from status_callbacks.domain.publishing import MAX_BYTES_PER_CALL, request_entry_size
 from tests.support.api_gateway import API_BASE_URL
 from tests.support.signing import (
     TwilioRequest,

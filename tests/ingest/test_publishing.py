@@ -7,14 +7,14 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from status_callbacks.publishing import (
+from status_callbacks.domain.publishing import (
     MAX_BYTES_PER_CALL,
     MAX_ENTRIES_PER_CALL,
     merge_duplicates,
     plan_publish_calls,
     request_entry_size,
 )
-from status_callbacks.record import build_record
+from status_callbacks.domain.record import build_record
 
 
 def record(sid: str, padding: int = 0, status: str = "delivered"):

@@ -7,8 +7,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from status_callbacks.rejected import parse_key
-from status_callbacks.tokens import AuthTokenSource
+from status_callbacks.adapters.secrets import AuthTokenSource
+from status_callbacks.domain.rejected import parse_key
 from tests.ingest.conftest import REJECTED_BUCKET, SECRET_NAME
 from tests.support.api_gateway import API_BASE_URL
 from tests.support.signing import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twilio.request_validator import RequestValidator
 
-from status_callbacks.signature import candidate_urls, is_valid_signature
+from status_callbacks.domain.signature import candidate_urls, is_valid_signature
 
 TOKEN = "12345"
 URL = "https://mycompany.com/myapp.php?foo=1&bar=2"

@@ -241,7 +241,7 @@ def test_alarms_notify_the_alarm_topic_only_when_one_is_given(template):
 def test_alarm_metric_names_are_the_ones_the_validator_emits(template):
     import validator_handler
 
-    from status_callbacks.validation import RejectionReason
+    from status_callbacks.domain.validation import RejectionReason
 
     emitted = {
         validator_handler.PUBLISH_FAILURES_METRIC,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from status_callbacks.validation import Destination
+from status_callbacks.domain.validation import Destination
 
 DOMAIN = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 

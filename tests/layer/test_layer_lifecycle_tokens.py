@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from status_callbacks.lifecycle import lifecycle_position, status_rank
-from status_callbacks.tokens import AuthTokens, AuthTokenSecretError
+from status_callbacks.domain.lifecycle import lifecycle_position, status_rank
+from status_callbacks.domain.tokens import AuthTokens, AuthTokenSecretError
 
 
 @pytest.mark.parametrize(

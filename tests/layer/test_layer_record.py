@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from status_callbacks.record import (
+from status_callbacks.domain.record import (
     UNKNOWN_PRODUCT,
     CallbackRecord,
     MalformedBodyError,

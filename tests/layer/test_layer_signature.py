@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from twilio.request_validator import RequestValidator
 
-from status_callbacks.signature import candidate_urls, is_valid_signature
+from status_callbacks.domain.signature import candidate_urls, is_valid_signature
 
 TOKEN = "12345"
 VECTOR_PARAMS = {
@@ -89,9 +89,9 @@ def test_custom_values_come_from_the_url_that_matched(written_query, expected_cu
     # Given a URL as the user wrote it and the attributes API Gateway forwards for it
     from urllib.parse import unquote, urlencode
 
-    from status_callbacks.signature import query_params_of
-    from status_callbacks.tokens import AuthTokens
-    from status_callbacks.validation import validate_callback
+    from status_callbacks.domain.signature import query_params_of
+    from status_callbacks.domain.tokens import AuthTokens
+    from status_callbacks.domain.validation import validate_callback
 
     url = f"https://api.example.com/twilio-params?{written_query}"
     signature = RequestValidator(TOKEN).compute_signature(url, VECTOR_PARAMS)

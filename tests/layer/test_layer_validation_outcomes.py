@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 from urllib.parse import quote, unquote
 
-from status_callbacks.signature import TokenRole
-from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import (
+from status_callbacks.domain.signature import TokenRole
+from status_callbacks.domain.tokens import AuthTokens
+from status_callbacks.domain.validation import (
     Accepted,
     Destination,
     Rejection,

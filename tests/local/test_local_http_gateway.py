@@ -30,7 +30,7 @@ from aws_emulator.http_gateway import (
 from aws_emulator.logs import LogEvent
 from aws_emulator.provision import Deployment, Provisioner
 from aws_emulator.templates import load_stack
-from status_callbacks.forwarded import parse_forwarded_request
+from status_callbacks.domain.forwarded import parse_forwarded_request
 
 INGEST = Path(__file__).resolve().parents[2] / "aws_stacks" / "StatusCallbackHandler"
 DOMAIN = "127.0.0.1:3000"

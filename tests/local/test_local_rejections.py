@@ -9,8 +9,8 @@ import pytest
 
 from aws_emulator.aws import Clients
 from aws_emulator.rejections import MAX_BURST_SECONDS, RejectionBursts
-from status_callbacks.rejected import RejectedRequest, plan_rejected_objects
-from status_callbacks.validation import RejectionReason
+from status_callbacks.domain.rejected import RejectedRequest, plan_rejected_objects
+from status_callbacks.domain.validation import RejectionReason
 
 BUCKET = "rejected-store"
 

@@ -34,7 +34,7 @@ from pipeline_harness.faults import (
     throttle,
 )
 from pipeline_harness.reconcile import AlertObserver, Reconciliation
-from status_callbacks.publishing import MAX_ENTRIES_PER_CALL
+from status_callbacks.domain.publishing import MAX_ENTRIES_PER_CALL
 from tests.reliability.harness import (
     client_factory,
     eventually,

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from status_callbacks.record import CallbackRecord, build_record
+from status_callbacks.domain.record import CallbackRecord, build_record
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "aws_stacks" / "SaveStatusCallbackToDynamo" / "template.yaml"

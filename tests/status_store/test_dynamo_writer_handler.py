@@ -12,9 +12,10 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
-from status_callbacks import status_store
+from status_callbacks.adapters import dynamodb as table_io
+from status_callbacks.domain import status_items
+from status_callbacks.domain.record import CallbackRecord
 from status_callbacks.observability import metrics
-from status_callbacks.record import CallbackRecord
 from tests.status_store.builders import (
     T0,
     call_record,
@@ -46,7 +47,7 @@ def _metric_counts():
 
 
 def _items(dynamodb, table):
-    items = [status_store.from_attribute_values(item) for item in dynamodb.scan(TableName=table)["Items"]]
+    items = [table_io.from_attribute_values(item) for item in dynamodb.scan(TableName=table)["Items"]]
     return {(item["sid"], item["sk"]): item for item in items}
 
 
@@ -84,14 +85,14 @@ def test_same_sid_several_statuses_in_one_batch(dynamodb, table, deps, put_item_
 
     # Then all four history items exist and one conditional write made "delivered" current
     assert _failed_ids(response) == []
-    assert [e["status"] for e in status_store.events_of(dynamodb, table, message_sid(1))] == [
+    assert [e["status"] for e in table_io.events_of(dynamodb, table, message_sid(1))] == [
         "queued",
         "sending",
         "sent",
         "delivered",
     ]
     assert put_item_log.current_writes() == [message_sid(1)]
-    assert status_store.current_of(dynamodb, table, message_sid(1))["status"] == "delivered"
+    assert table_io.current_of(dynamodb, table, message_sid(1))["status"] == "delivered"
 
 
 def test_redelivered_batch_creates_no_duplicates(dynamodb, table, deps):
@@ -129,11 +130,11 @@ def test_late_sent_never_replaces_delivered_across_batches(dynamodb, table, deps
 
     # Then it is stored in the history, counted as stale (not failed), and current stays delivered
     assert _failed_ids(response) == []
-    assert {e["status"] for e in status_store.events_of(dynamodb, table, message_sid(1))} == {
+    assert {e["status"] for e in table_io.events_of(dynamodb, table, message_sid(1))} == {
         "sent",
         "delivered",
     }
-    assert status_store.current_of(dynamodb, table, message_sid(1))["status"] == "delivered"
+    assert table_io.current_of(dynamodb, table, message_sid(1))["status"] == "delivered"
     assert _metric_counts()["CurrentStatusStale"] == 1
 
 
@@ -143,7 +144,7 @@ def test_call_events_order_by_sequence_number_across_batches(dynamodb, table, de
     writer.handle(sqs_event(call_record(call_sid(1), "ringing", 1)), None, deps)
     writer.handle(sqs_event(call_record(call_sid(1), "completed", 3)), None, deps)
 
-    current = status_store.current_of(dynamodb, table, call_sid(1))
+    current = table_io.current_of(dynamodb, table, call_sid(1))
     assert (current["status"], current["position"]) == ("completed", 3)
 
 
@@ -153,8 +154,8 @@ def test_out_of_order_sample_batch(dynamodb, table, deps):
 
     # Then the furthest statuses are current
     assert _failed_ids(response) == []
-    assert status_store.current_of(dynamodb, table, "SM" + "1" * 32)["status"] == "delivered"
-    assert status_store.current_of(dynamodb, table, "CA" + "3" * 32)["status"] == "completed"
+    assert table_io.current_of(dynamodb, table, "SM" + "1" * 32)["status"] == "delivered"
+    assert table_io.current_of(dynamodb, table, "CA" + "3" * 32)["status"] == "completed"
 
 
 def test_error_callbacks_reach_the_index_and_healthy_ones_do_not(dynamodb, table, deps):
@@ -169,9 +170,9 @@ def test_error_callbacks_reach_the_index_and_healthy_ones_do_not(dynamodb, table
     writer.handle(sqs_event(*records), None, deps)
 
     # Then only the error is in the sparse index, and findable by code
-    indexed = dynamodb.scan(TableName=table, IndexName=status_store.ERROR_INDEX_NAME)["Items"]
+    indexed = dynamodb.scan(TableName=table, IndexName=status_items.ERROR_INDEX_NAME)["Items"]
     assert [item["sid"]["S"] for item in indexed] == [message_sid(2)]
-    found = status_store.errors_by_code(dynamodb, table, "30003", T0, T0 + 1)
+    found = table_io.errors_by_code(dynamodb, table, "30003", T0, T0 + 1)
     assert [item["sid"] for item in found] == [message_sid(2)]
     assert _metric_counts()["ErrorEventsStored"] == 1
 
@@ -223,7 +224,7 @@ def test_a_failed_current_write_reports_the_message_that_carries_it(dynamodb, ta
     write_faults.rules.clear()
     retry = {"Records": [event["Records"][1]]}
     assert _failed_ids(writer.handle(retry, None, deps)) == []
-    assert status_store.current_of(dynamodb, table, message_sid(1))["status"] == "delivered"
+    assert table_io.current_of(dynamodb, table, message_sid(1))["status"] == "delivered"
 
 
 class _ThrottledBody:
@@ -256,7 +257,7 @@ def test_a_transient_throttle_is_retried_in_process(table):
     # Then botocore retried the write and the record is stored without an SQS redelivery
     assert _failed_ids(response) == []
     assert len(attempts) == 3  # throttled event write, its retry, then the current write
-    assert status_store.current_of(client, table, message_sid(1))["status"] == "sent"
+    assert table_io.current_of(client, table, message_sid(1))["status"] == "sent"
 
 
 def test_undeliverable_body_fails_alone_and_others_are_stored(dynamodb, table, deps):
@@ -324,7 +325,7 @@ def test_lambda_entry_point_builds_its_dependencies_from_the_environment(
 
         # Then the record is stored with its TTL and the metrics are flushed as EMF
         assert response == {"batchItemFailures": []}
-        (event,) = status_store.events_of(client, "status", message_sid(1))
+        (event,) = table_io.events_of(client, "status", message_sid(1))
         assert event["expires_at"] == T0 // 1000 + 30 * 86_400
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert any(

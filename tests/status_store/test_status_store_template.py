@@ -11,7 +11,7 @@ from pathlib import Path
 import dynamo_writer_handler as writer
 import pytest
 
-from status_callbacks import status_store
+from status_callbacks.domain import status_items
 
 pytestmark = pytest.mark.templates
 
@@ -36,14 +36,14 @@ def function(resources):
 
 def test_table_keys_match_the_status_store_module(table_properties):
     assert table_properties["KeySchema"] == [
-        {"AttributeName": status_store.PARTITION_KEY, "KeyType": "HASH"},
-        {"AttributeName": status_store.SORT_KEY, "KeyType": "RANGE"},
+        {"AttributeName": status_items.PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": status_items.SORT_KEY, "KeyType": "RANGE"},
     ]
     (index,) = table_properties["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == status_store.ERROR_INDEX_NAME
+    assert index["IndexName"] == status_items.ERROR_INDEX_NAME
     assert index["KeySchema"] == [
-        {"AttributeName": status_store.ERROR_INDEX_PARTITION_KEY, "KeyType": "HASH"},
-        {"AttributeName": status_store.ERROR_INDEX_SORT_KEY, "KeyType": "RANGE"},
+        {"AttributeName": status_items.ERROR_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": status_items.ERROR_INDEX_SORT_KEY, "KeyType": "RANGE"},
     ]
     types = {d["AttributeName"]: d["AttributeType"] for d in table_properties["AttributeDefinitions"]}
     assert types == {"sid": "S", "sk": "S", "error_shard": "S", "received_at": "N"}
@@ -73,7 +73,7 @@ def test_table_is_on_demand_recoverable_encrypted_and_retained(resources, table_
 def test_ttl_is_optional_and_uses_the_modules_attribute(template, table_properties):
     condition, enabled, disabled = table_properties["TimeToLiveSpecification"]["Fn::If"]
     assert condition == "HasTtl"
-    assert enabled == {"AttributeName": status_store.TTL_ATTRIBUTE, "Enabled": True}
+    assert enabled == {"AttributeName": status_items.TTL_ATTRIBUTE, "Enabled": True}
     assert disabled == {"Ref": "AWS::NoValue"}
     assert template["Conditions"]["HasTtl"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "StatusTtlDays"}, 0]}]}
     assert template["Parameters"]["StatusTtlDays"]["Default"] == 0
@@ -224,7 +224,7 @@ def test_outputs_name_what_the_cli_and_local_runner_discover(template):
         "StatusDeadLetterQueueArn",
         "WriterFunctionName",
     }
-    assert outputs["ErrorsByCodeIndexName"]["Value"] == status_store.ERROR_INDEX_NAME
+    assert outputs["ErrorsByCodeIndexName"]["Value"] == status_items.ERROR_INDEX_NAME
     assert outputs["StatusDeadLetterQueueUrl"]["Value"] == {"Ref": "StatusDeadLetterQueue"}
     assert outputs["StatusQueueArn"]["Value"] == {"Fn::GetAtt": ["StatusQueue", "Arn"]}
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from status_callbacks.rejected import REJECTED_PREFIX, RejectedKey, day_prefix, parse_key
+from status_callbacks.domain.rejected import REJECTED_PREFIX, RejectedKey, day_prefix, parse_key
 
 POLL_SECONDS = 2.0
 MAX_BURST_SECONDS = 10.0

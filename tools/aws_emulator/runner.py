@@ -61,7 +61,7 @@ from aws_emulator.templates import (
     load_stack,
 )
 from aws_emulator.traffic import Traffic
-from status_callbacks.rejected import REJECTED_PREFIX
+from status_callbacks.domain.rejected import REJECTED_PREFIX
 from twilio_callbacks_cli.discovery import REJECTED_BUCKET_NAME, REJECTED_PREFIX_OUTPUT
 
 LOG = logging.getLogger("aws_emulator")

@@ -39,8 +39,10 @@ from urllib.parse import parse_qs
 
 from aws_emulator.provision import INTERNAL_PREFIX, FunctionSpec
 from aws_emulator.traffic import AwsRequest, Forward
+from pipeline_bench import billing
 from pipeline_bench.cost import INDEX_ENTRY_OVERHEAD_BYTES, chunks, write_units
-from status_callbacks import status_store
+from status_callbacks.adapters import dynamodb
+from status_callbacks.domain import status_items
 
 BENCH_USER_AGENT = "twilio-callbacks-bench"
 RUNNER = "(runner)"
@@ -178,7 +180,7 @@ def _level(line: bytes) -> str:
 
 def _item_size(item: Mapping[str, Any]) -> int:
     try:
-        return status_store.item_size(item)
+        return billing.item_size(item)
     except TypeError:
         return len(json.dumps(item, default=str).encode("utf-8"))
 
@@ -391,14 +393,14 @@ class Recorder:
     def _write(self, table: str, raw_item: Any, failed: bool, factor: int = 1, indexes: bool = True) -> None:
         spec = self.topology.tables.get(table)
         resource = spec.resource if spec else ("", table)
-        item = status_store.from_attribute_values(raw_item) if isinstance(raw_item, Mapping) else {}
+        item = dynamodb.from_attribute_values(raw_item) if isinstance(raw_item, Mapping) else {}
         size = _item_size(item)
         is_status = table == self.topology.status_table
-        sort_key = str(item.get(status_store.SORT_KEY, ""))
+        sort_key = str(item.get(status_items.SORT_KEY, ""))
         with self._lock:
             # A failed condition still costs a write unit (of the existing item, at least one).
             self.write_units[(resource, "table")] += factor * (1 if failed else write_units(size))
-            if is_status and sort_key == status_store.CURRENT_SORT_KEY:
+            if is_status and sort_key == status_items.CURRENT_SORT_KEY:
                 self.current_writes += 1
                 self.current_stale += failed
             if failed or spec is None or not indexes:
@@ -407,15 +409,15 @@ class Recorder:
                 entry = index.entry_size(item, spec.keys)
                 if entry is not None:
                     self.write_units[(resource, index.name)] += factor * write_units(entry)
-            if is_status and sort_key.startswith(status_store.EVENT_PREFIX):
+            if is_status and sort_key.startswith(status_items.EVENT_PREFIX):
                 self.event_item_units.append(write_units(size))
                 self.event_item_bytes.append(size)
         if (
             is_status
-            and sort_key.startswith(status_store.EVENT_PREFIX)
-            and item.get(status_store.PARTITION_KEY)
+            and sort_key.startswith(status_items.EVENT_PREFIX)
+            and item.get(status_items.PARTITION_KEY)
         ):
-            self._land("dynamodb", (str(item[status_store.PARTITION_KEY]), str(item.get("status"))))
+            self._land("dynamodb", (str(item[status_items.PARTITION_KEY]), str(item.get("status"))))
 
     def _secretsmanager(self, request: AwsRequest) -> Forward | None:
         secret = str(_json(request.body).get("SecretId", ""))

@@ -57,13 +57,13 @@ from pipeline_bench.workload import (
 )
 from pipeline_harness.scenarios import sign
 from pipeline_harness.sender import HttpSender
-from status_callbacks.forwarded import parse_forwarded_request
-from status_callbacks.lifecycle import lifecycle_position
-from status_callbacks.record import parse_form_body
-from status_callbacks.signature import matching_url, urls_for_root
-from status_callbacks.status_store import current_of
-from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Accepted, signed_url_root, validate_callback
+from status_callbacks.adapters.dynamodb import current_of
+from status_callbacks.domain.forwarded import parse_forwarded_request
+from status_callbacks.domain.lifecycle import lifecycle_position
+from status_callbacks.domain.record import parse_form_body
+from status_callbacks.domain.signature import matching_url, urls_for_root
+from status_callbacks.domain.tokens import AuthTokens
+from status_callbacks.domain.validation import Accepted, signed_url_root, validate_callback
 
 BENCH_TOKEN = "bench-auth-token-not-a-secret"  # noqa: S105 - a fixed local token, signed and checked locally
 SINKS = ("s3", "dynamodb", "error_bus", "alerts", "flags")

@@ -26,7 +26,7 @@ from pipeline_harness.scenarios import (
     ScenarioOptions,
     generate,
 )
-from status_callbacks.error_routing import Action, route_for
+from status_callbacks.domain.routes import Action, route_for
 
 DEFAULT_SEED = 20240601
 DEFAULT_CALLBACKS = 5000

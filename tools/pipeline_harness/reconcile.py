@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_harness.scenarios import Callback, Lifecycle, Signing
-from status_callbacks.error_routing import Action, route_for
-from status_callbacks.lifecycle import lifecycle_position
-from status_callbacks.record import build_record
+from status_callbacks.domain.lifecycle import lifecycle_position
+from status_callbacks.domain.record import build_record
+from status_callbacks.domain.routes import Action, route_for
 from twilio_callbacks_cli.discovery import (
     ALERTS_INBOX_QUEUE_URL,
     ALERTS_TOPIC_ARN,

@@ -25,8 +25,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from status_callbacks import archive, error_routing, status_store
-from status_callbacks.lifecycle import lifecycle_position
+from status_callbacks.adapters import dynamodb
+from status_callbacks.domain import archive, routes
+from status_callbacks.domain.lifecycle import lifecycle_position
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.alerts_inbox import AlertsInbox
 from twilio_callbacks_cli.aws import AwsTarget
@@ -90,8 +91,8 @@ def masked(params: Mapping[str, Any], show_numbers: bool) -> dict[str, Any]:
 
 def message_report(client: Any, table_name: str, sid: str, show_numbers: bool = False) -> dict[str, Any]:
     """A SID's history and current status; raises NotFoundError when nothing is stored."""
-    events = status_store.events_of(client, table_name, sid)
-    current = status_store.current_of(client, table_name, sid)
+    events = dynamodb.events_of(client, table_name, sid)
+    current = dynamodb.current_of(client, table_name, sid)
     if not events and current is None:
         raise NotFoundError(f"no callbacks stored for {sid}")
     if current is not None:
@@ -212,7 +213,7 @@ def errors_report(
     """Error callbacks for the codes in the range, oldest first, with counts per code."""
     found: list[dict[str, Any]] = []
     for code in codes:
-        found.extend(status_store.errors_by_code(client, table_name, code, epoch_ms(since), epoch_ms(until)))
+        found.extend(dynamodb.errors_by_code(client, table_name, code, epoch_ms(since), epoch_ms(until)))
     found.sort(key=lambda item: (item.get("received_at", 0), str(item.get("sid"))))
     counts = Counter(str(item.get("error_code")) for item in found)
     return {
@@ -220,8 +221,7 @@ def errors_report(
         "until": until.isoformat(),
         "codes": list(codes),
         "counts": {
-            code: {"count": counts[code], "reason": error_routing.route_for(code).reason}
-            for code in sorted(counts)
+            code: {"count": counts[code], "reason": routes.route_for(code).reason} for code in sorted(counts)
         },
         "errors": [
             {
@@ -258,7 +258,7 @@ def render_errors(report: Mapping[str, Any]) -> str:
 
 def number_report(client: Any, table_name: str, number: str) -> dict[str, Any]:
     """The flags kept for a number; raises NotFoundError when it has none."""
-    flags = error_routing.flags_for_number(client, table_name, number)
+    flags = dynamodb.flags_for_number(client, table_name, number)
     if not flags:
         raise NotFoundError(f"no flags for {number}")
     return {
@@ -501,7 +501,7 @@ def command(args: argparse.Namespace, target: AwsTarget, now: datetime | None = 
         until = parse_time(args.until, moment) if args.until else moment
         if since > until:
             raise UsageError("--since is after --until")
-        codes = args.codes or sorted(error_routing.ROUTES)
+        codes = args.codes or sorted(routes.ROUTES)
         _emit(
             errors_report(target.client("dynamodb"), table_name, codes, since, until),
             args.json,

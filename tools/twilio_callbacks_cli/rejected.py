@@ -23,11 +23,18 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from status_callbacks.forwarded import VALUE_MARKER
-from status_callbacks.publishing import merge_duplicates, publish_entries
-from status_callbacks.rejected import RejectedKey, RejectedRequest
-from status_callbacks.tokens import AuthTokens
-from status_callbacks.validation import Accepted, Destination, Rejection, RejectionReason, validate_callback
+from status_callbacks.adapters.sns import publish_entries
+from status_callbacks.domain.forwarded import VALUE_MARKER
+from status_callbacks.domain.publishing import merge_duplicates
+from status_callbacks.domain.rejected import RejectedKey, RejectedRequest
+from status_callbacks.domain.tokens import AuthTokens
+from status_callbacks.domain.validation import (
+    Accepted,
+    Destination,
+    Rejection,
+    RejectionReason,
+    validate_callback,
+)
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.aws import AwsTarget
 from twilio_callbacks_cli.discovery import INGEST, Pipeline, discover

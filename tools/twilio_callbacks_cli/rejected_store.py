@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from status_callbacks.forwarded import ForwardedRequestError, parse_forwarded_request
-from status_callbacks.record import MalformedBodyError, build_record, parse_form_body
-from status_callbacks.rejected import (
+from status_callbacks.adapters.s3 import put_new_object
+from status_callbacks.domain.forwarded import ForwardedRequestError, parse_forwarded_request
+from status_callbacks.domain.record import MalformedBodyError, build_record, parse_form_body
+from status_callbacks.domain.rejected import (
     CONTENT_TYPE,
     REJECTED_PREFIX,
     RejectedKey,
@@ -27,8 +28,7 @@ from status_callbacks.rejected import (
     parse_key,
     plan_rejected_objects,
 )
-from status_callbacks.storage import put_new_object
-from status_callbacks.validation import RejectionReason, decode_body
+from status_callbacks.domain.validation import RejectionReason, decode_body
 from twilio_callbacks_cli.discovery import INGEST, REJECTED_BUCKET_NAME, REJECTED_PREFIX_OUTPUT, Pipeline
 
 HOUR_MS = 3_600_000

@@ -35,8 +35,8 @@ from pipeline_harness.scenarios import (
     sign,
 )
 from pipeline_harness.sender import DEFAULT_TIMEOUT_SECONDS, HttpSender, Outcome, Summary, send_lifecycles
-from status_callbacks.tokens import AuthTokens, AuthTokenSecretError
-from status_callbacks.validation import RejectionReason
+from status_callbacks.domain.tokens import AuthTokens, AuthTokenSecretError
+from status_callbacks.domain.validation import RejectionReason
 from twilio_callbacks_cli.aws import AwsTarget
 from twilio_callbacks_cli.discovery import API_BASE_URL, AUTH_TOKEN_SECRET_NAME, INGEST, Pipeline, discover
 from twilio_callbacks_cli.errors import EXIT_FAILED, EXIT_OK, PipelineUnavailableError, UsageError

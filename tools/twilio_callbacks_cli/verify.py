@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_harness.sender import HttpSender
-from status_callbacks.tokens import AuthTokens, AuthTokenSecretError
+from status_callbacks.domain.tokens import AuthTokens, AuthTokenSecretError
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.aws import AwsTarget
 from twilio_callbacks_cli.discovery import INGEST, Pipeline, discover

@@ -24,9 +24,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyIt
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
 from botocore.exceptions import BotoCoreError, ClientError
 
-from status_callbacks import archive, error_routing, status_store
-from status_callbacks.lifecycle import lifecycle_position
-from status_callbacks.rejected import RejectedRequest
+from status_callbacks.adapters import events
+from status_callbacks.domain import archive
+from status_callbacks.domain.lifecycle import lifecycle_position
+from status_callbacks.domain.rejected import RejectedRequest
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.alerts_inbox import AlertsInbox
 from twilio_callbacks_cli.discovery import DEAD_LETTER_SUFFIX, Pipeline
@@ -186,7 +187,7 @@ def publish_ledger_status(dynamodb: Any, table: str, event_id: str) -> str | Non
     Powertools computes the key: the one place to change when the router's idempotency does.
     """
     persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb)
-    error_routing.PublishLedger(persistence, dedupe_window_seconds=1)
+    events.PublishLedger(persistence, dedupe_window_seconds=1)
     try:
         record = persistence.get_record({"event_id": event_id})
     except IdempotencyItemNotFoundError:
@@ -231,8 +232,8 @@ def _read_status_store(deployment: Deployment, sids: Iterable[str], observed: Ob
     dynamodb = deployment.client("dynamodb")
     table = deployment.pipeline.require(keys.STATUS_TABLE_NAME, keys.STATUS_STORE)
     for sid in sids:
-        observed.events[sid] = status_store.events_of(dynamodb, table, sid)
-        observed.current[sid] = status_store.current_of(dynamodb, table, sid) or {}
+        observed.events[sid] = dynamodb.events_of(dynamodb, table, sid)
+        observed.current[sid] = dynamodb.current_of(dynamodb, table, sid) or {}
 
 
 def refresh(deployment: Deployment, expected: Expectation, observed: Observation, inbox: Any) -> None:
@@ -273,7 +274,7 @@ def refresh(deployment: Deployment, expected: Expectation, observed: Observation
 
         def read_flags() -> None:
             table = pipeline.require(keys.NUMBER_FLAGS_TABLE_NAME, keys.ERROR_ROUTER)
-            flags = error_routing.flags_for_number(dynamodb, table, error.callback.form["To"])
+            flags = dynamodb.flags_for_number(dynamodb, table, error.callback.form["To"])
             observed.flags = [flag for flag in flags if flag.get("error_code") == PROBE_ERROR_CODE]
 
         observed.guard(FLAGGED, read_flags)

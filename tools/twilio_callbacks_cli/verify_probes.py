@@ -28,7 +28,7 @@ from pipeline_harness.scenarios import (
     sign,
 )
 from pipeline_harness.sender import Exchange, HttpSender, queued_message_id
-from status_callbacks.record import PROBE_MARKER, build_record
+from status_callbacks.domain.record import PROBE_MARKER, build_record
 
 # The form parameter marking a callback as a probe (the record contract's; analysts filter on it).
 VERIFY_MARKER = PROBE_MARKER

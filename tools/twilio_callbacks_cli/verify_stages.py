@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from status_callbacks.validation import RejectionReason
+from status_callbacks.domain.validation import RejectionReason
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.discovery import DEAD_LETTER_SUFFIX
 from twilio_callbacks_cli.query import mask_number

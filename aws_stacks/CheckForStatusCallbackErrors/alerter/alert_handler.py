@@ -17,7 +17,7 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from status_callbacks.alerts import alert_message
+from status_callbacks.domain.alerts import alert_message
 from status_callbacks.observability import logger, metrics, tracer
 
 

@@ -20,12 +20,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from status_callbacks.error_routing import (
-    FlagOutcome,
-    FlagSkipReason,
-    number_flag_from_detail,
-    record_number_flag,
-)
+from status_callbacks.adapters.dynamodb import FlagOutcome, record_number_flag
+from status_callbacks.domain.flags import FlagSkipReason, number_flag_from_detail
 from status_callbacks.observability import logger, metrics, tracer
 
 

@@ -23,15 +23,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from status_callbacks.error_routing import (
-    DEFAULT_DETAIL_TYPE,
-    DEFAULT_EVENT_SOURCE,
-    ErrorRouter,
-    EventTarget,
-    PublishLedger,
-    PublishPolicy,
-    QueuedCallback,
-)
+from status_callbacks.adapters.events import ErrorRouter, PublishLedger, PublishPolicy, QueuedCallback
+from status_callbacks.domain.routes import DEFAULT_DETAIL_TYPE, DEFAULT_EVENT_SOURCE, EventTarget
 from status_callbacks.observability import logger, metrics, tracer
 
 # Partial failures are reported, never raised: a batch that fails entirely is

@@ -24,10 +24,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from status_callbacks import status_store
-from status_callbacks.delivery import UndeliverableRecordError, record_from_body
+from status_callbacks.adapters import dynamodb
+from status_callbacks.domain import status_items
+from status_callbacks.domain.delivery import UndeliverableRecordError, record_from_body
+from status_callbacks.domain.record import CallbackRecord
 from status_callbacks.observability import logger, metrics, tracer
-from status_callbacks.record import CallbackRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -95,9 +96,9 @@ def store_record(
         raise callback
     table, ttl_days = deps.settings.table_name, deps.settings.ttl_days
     try:
-        status_store.put_event(deps.dynamodb, table, callback, ttl_days)
+        dynamodb.put_event(deps.dynamodb, table, callback, ttl_days)
         if record.message_id in current_writers:
-            advanced = status_store.advance_current(deps.dynamodb, table, callback, ttl_days)
+            advanced = dynamodb.advance_current(deps.dynamodb, table, callback, ttl_days)
             outcomes["CurrentStatusAdvanced" if advanced else "CurrentStatusStale"] += 1
     except (ClientError, BotoCoreError):
         outcomes["WriteFailures"] += 1
@@ -116,7 +117,7 @@ def handle(event: dict[str, Any], context: LambdaContext | None, deps: Dependenc
     store = functools.partial(
         store_record,
         batch=batch,
-        current_writers=status_store.current_view_writers(records),
+        current_writers=status_items.current_view_writers(records),
         deps=deps,
         outcomes=outcomes,
     )

@@ -23,10 +23,16 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from status_callbacks.archive import ARCHIVE_PREFIX, CONTENT_TYPE, ArchiveObject, ArchivePlan, plan_archive
-from status_callbacks.delivery import UndeliverableRecordError, record_from_body
+from status_callbacks.adapters.s3 import put_new_object
+from status_callbacks.domain.archive import (
+    ARCHIVE_PREFIX,
+    CONTENT_TYPE,
+    ArchiveObject,
+    ArchivePlan,
+    plan_archive,
+)
+from status_callbacks.domain.delivery import UndeliverableRecordError, record_from_body
 from status_callbacks.observability import logger, metrics, tracer
-from status_callbacks.storage import put_new_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

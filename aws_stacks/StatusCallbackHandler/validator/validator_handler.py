@@ -27,20 +27,28 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from status_callbacks.observability import logger, metrics, tracer
-from status_callbacks.publishing import merge_duplicates, publish_entries
-from status_callbacks.record import CallbackRecord
-from status_callbacks.rejected import (
+from status_callbacks.adapters.s3 import put_new_object
+from status_callbacks.adapters.secrets import AuthTokenSource
+from status_callbacks.adapters.sns import publish_entries
+from status_callbacks.domain.publishing import merge_duplicates
+from status_callbacks.domain.record import CallbackRecord
+from status_callbacks.domain.rejected import (
     CONTENT_TYPE,
     REJECTED_PREFIX,
     RejectedRequest,
     plan_rejected_objects,
     string_attributes,
 )
-from status_callbacks.signature import TokenRole
-from status_callbacks.storage import put_new_object
-from status_callbacks.tokens import DEFAULT_CACHE_SECONDS, AuthTokens, AuthTokenSource
-from status_callbacks.validation import Accepted, Destination, Rejection, RejectionReason, validate_callback
+from status_callbacks.domain.signature import TokenRole
+from status_callbacks.domain.tokens import DEFAULT_CACHE_SECONDS, AuthTokens
+from status_callbacks.domain.validation import (
+    Accepted,
+    Destination,
+    Rejection,
+    RejectionReason,
+    validate_callback,
+)
+from status_callbacks.observability import logger, metrics, tracer
 
 # Metric names (namespace and service come from POWERTOOLS_*); the template's alarms use them.
 PUBLISHED_METRIC = "CallbacksPublished"

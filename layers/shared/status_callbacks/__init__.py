@@ -1,13 +1,13 @@
-"""Domain package shared by every Lambda of the Twilio status callback pipeline.
+"""The code every Lambda of the Twilio status callback pipeline shares (built into a layer by SAM).
 
-Plain Python, no AWS calls at import. Ingest: what API Gateway forwards
-(`forwarded`), URL reconstruction and signature checks (`signature`), auth
-tokens (`tokens`), the accept/reject decision (`validation`) and batched
-publishing (`publishing`). Shared by every consumer: the record contract
-(`record`), reading records off a queue (`delivery`), lifecycle ordering
-(`lifecycle`) and observability (`observability`). One module per sink: the S3
-archive (`archive`), the DynamoDB status store (`status_store`) and error
-routing (`error_routing`).
+- `domain`: what a callback is and what the pipeline decides about it (the
+  record contract, signature checks, validation, lifecycle ordering, each
+  sink's layout, error routes and alert text). Pure Python: no boto3, no I/O.
+- `adapters`: the AWS calls (SNS, S3, DynamoDB, EventBridge, Secrets Manager),
+  each a small function that takes its client.
+- `observability`: the one Powertools Logger, Metrics and Tracer.
+
+Handlers (under ``aws_stacks/``) wire an adapter to the domain per record.
 """
 
 __all__ = ["__version__"]

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from status_callbacks.archive import partition_of
-from status_callbacks.validation import RejectionReason
+from status_callbacks.domain.archive import partition_of
+from status_callbacks.domain.validation import RejectionReason
 
 REJECTED_PREFIX = "rejected/"
 SCHEMA_VERSION = 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from status_callbacks.record import CallbackRecord
+from status_callbacks.domain.record import CallbackRecord
 
 # Everything the archiver writes sits under this prefix; the template's Glue
 # table location, lifecycle filter and IAM grant name the same prefix.

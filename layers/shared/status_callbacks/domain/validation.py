@@ -35,9 +35,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from status_callbacks.forwarded import ForwardedRequest, ForwardedRequestError, parse_forwarded_request
-from status_callbacks.record import CallbackRecord, MalformedBodyError, build_record, parse_form_body
-from status_callbacks.signature import (
+from status_callbacks.domain.forwarded import ForwardedRequest, ForwardedRequestError, parse_forwarded_request
+from status_callbacks.domain.record import CallbackRecord, MalformedBodyError, build_record, parse_form_body
+from status_callbacks.domain.signature import (
     TokenRole,
     base_url,
     is_raw_reading,
@@ -45,7 +45,7 @@ from status_callbacks.signature import (
     query_params_of,
     urls_for_root,
 )
-from status_callbacks.tokens import AuthTokens
+from status_callbacks.domain.tokens import AuthTokens
 
 # SNS's limit for one message (and for one PublishBatch call in total).
 MAX_RECORD_BYTES = 256 * 1024

@@ -25,7 +25,6 @@ MESSAGE_RANKS: Mapping[str, int] = {
     "partially_delivered": 5,
     "read": 6,
 }
-
 CALL_RANKS: Mapping[str, int] = {
     "queued": 1,
     "initiated": 2,
@@ -38,11 +37,8 @@ CALL_RANKS: Mapping[str, int] = {
     "canceled": 5,
     "failed": 5,
 }
-
 RECORDING_RANKS: Mapping[str, int] = {"in-progress": 1, "completed": 2, "absent": 2, "failed": 2}
-
 TRANSCRIPTION_RANKS: Mapping[str, int] = {"in-progress": 1, "completed": 2, "failed": 2}
-
 RANKS_BY_PRODUCT: Mapping[str, Mapping[str, int]] = {
     "message": MESSAGE_RANKS,
     "call": CALL_RANKS,
@@ -51,7 +47,6 @@ RANKS_BY_PRODUCT: Mapping[str, Mapping[str, int]] = {
 }
 # Products whose callbacks carry Twilio's SequenceNumber, which orders them exactly.
 SEQUENCED_PRODUCTS = frozenset({"call", "conference"})
-
 UNKNOWN_RANK = 0
 
 

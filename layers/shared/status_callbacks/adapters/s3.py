@@ -5,8 +5,7 @@ exists holds the same content: ``If-None-Match: *`` makes the write
 create-only and a redelivered batch neither duplicates nor rewrites anything.
 S3 answers 412 ``PreconditionFailed`` when the key exists, and 409
 ``ConditionalRequestConflict`` when a concurrent write to the key is still in
-flight; the second is an error, so the batch retries and then finds the object.
-"""
+flight; the second is an error, so the batch retries and then finds the object."""
 
 from __future__ import annotations
 

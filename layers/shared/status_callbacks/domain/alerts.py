@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from status_callbacks.error_routing import Action, route_for
-from status_callbacks.record import CallbackRecord
+from status_callbacks.domain.record import CallbackRecord
+from status_callbacks.domain.routes import Action, route_for
 
 # SNS: "Subjects must be UTF-8 text with no line breaks or control characters, and less than 100
 # characters long."
 MAX_SUBJECT_CHARACTERS = 99
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
 NEXT_STEPS: Mapping[Action, str] = {
     Action.FLAG_NUMBER: (
         "The recipient's number is flagged so senders can suppress it "

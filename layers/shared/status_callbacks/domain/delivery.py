@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from status_callbacks.record import CallbackRecord
+from status_callbacks.domain.record import CallbackRecord
 
 
 class UndeliverableRecordError(ValueError):
