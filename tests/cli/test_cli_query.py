@@ -305,12 +305,12 @@ def test_number_flags(pipeline, capsys):
     # Then its flags show per code: reason, how often, when first and last seen
     assert code == 0
     assert report["phone_number"] == number
-    flags = {flag_entry["error_code"]: flag_entry for flag_entry in report["flags"]}
-    assert set(flags) == {"21610", "30003"}
-    assert flags["30003"]["callbacks"] == 2
-    assert flags["30003"]["reason"] == routes.route_for("30003").reason
-    assert flags["30003"]["first_seen_at"] < flags["30003"]["last_seen_at"]
-    assert flags["21610"]["callbacks"] == 1 and flags["21610"]["last_sid"] == opted_out.sid
+    by_code = {flag_entry["error_code"]: flag_entry for flag_entry in report["flags"]}
+    assert set(by_code) == {"21610", "30003"}
+    assert by_code["30003"]["callbacks"] == 2
+    assert by_code["30003"]["reason"] == routes.route_for("30003").reason
+    assert by_code["30003"]["first_seen_at"] < by_code["30003"]["last_seen_at"]
+    assert by_code["21610"]["callbacks"] == 1 and by_code["21610"]["last_sid"] == opted_out.sid
     # And the human output shows the number (the user asked for it)
     code, out, _ = run(capsys, "number", number)
     assert code == 0 and out.startswith(number)

@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyIt
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
 from botocore.exceptions import BotoCoreError, ClientError
 
+from status_callbacks.adapters import dynamodb as table_io
 from status_callbacks.adapters import events
 from status_callbacks.domain import archive
 from status_callbacks.domain.lifecycle import lifecycle_position
@@ -232,8 +233,8 @@ def _read_status_store(deployment: Deployment, sids: Iterable[str], observed: Ob
     dynamodb = deployment.client("dynamodb")
     table = deployment.pipeline.require(keys.STATUS_TABLE_NAME, keys.STATUS_STORE)
     for sid in sids:
-        observed.events[sid] = dynamodb.events_of(dynamodb, table, sid)
-        observed.current[sid] = dynamodb.current_of(dynamodb, table, sid) or {}
+        observed.events[sid] = table_io.events_of(dynamodb, table, sid)
+        observed.current[sid] = table_io.current_of(dynamodb, table, sid) or {}
 
 
 def refresh(deployment: Deployment, expected: Expectation, observed: Observation, inbox: Any) -> None:
@@ -274,7 +275,7 @@ def refresh(deployment: Deployment, expected: Expectation, observed: Observation
 
         def read_flags() -> None:
             table = pipeline.require(keys.NUMBER_FLAGS_TABLE_NAME, keys.ERROR_ROUTER)
-            flags = dynamodb.flags_for_number(dynamodb, table, error.callback.form["To"])
+            flags = table_io.flags_for_number(dynamodb, table, error.callback.form["To"])
             observed.flags = [flag for flag in flags if flag.get("error_code") == PROBE_ERROR_CODE]
 
         observed.guard(FLAGGED, read_flags)
