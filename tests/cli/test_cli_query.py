@@ -20,9 +20,10 @@ from status_callbacks.domain.record import CallbackRecord, build_record
 from status_callbacks.domain.validation import RejectionReason
 from tests.cli.builders import API_BASE_URL, keep_rejected, rejected_by_validator, replace_outputs
 from tests.support.signing import message_status_params, signed_callback
-from twilio_callbacks_cli import query
+from twilio_callbacks_cli import rejected
 from twilio_callbacks_cli.main import main
-from twilio_callbacks_cli.query import mask_number, parse_time
+from twilio_callbacks_cli.output import mask_number
+from twilio_callbacks_cli.timeframes import parse_time
 
 NOW_MS = int(time.time() * 1000)
 MINUTE_MS = 60_000
@@ -180,7 +181,7 @@ def test_the_sid_search_reads_a_bounded_number_of_objects_and_says_so(pipeline, 
     # Given three objects naming a SID, and a search bounded to the newest two
     sid = "SM" + "8" * 32
     rejected_for(pipeline, sid, [NOW_MS - 3 * MINUTE_MS, NOW_MS - 2 * MINUTE_MS, NOW_MS - MINUTE_MS])
-    monkeypatch.setattr(query, "MAX_REJECTED_OBJECTS", 2)
+    monkeypatch.setattr(rejected, "MAX_REJECTED_OBJECTS", 2)
     # When it is queried
     _, out, _ = run(capsys, "message", sid)
     # Then the two newest are shown, and the bound is said

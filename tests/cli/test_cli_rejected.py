@@ -37,7 +37,7 @@ from tests.support.signing import (
     unsigned_callback,
 )
 from twilio_callbacks_cli.main import main
-from twilio_callbacks_cli.query import mask_number
+from twilio_callbacks_cli.output import mask_number
 
 NOW_MS = int(time.time() * 1000)
 MINUTE_MS = 60_000

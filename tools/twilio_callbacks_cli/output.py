@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -58,3 +59,23 @@ def iso_ms(epoch_ms: int | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- phone numbers ------------------------------------------------------------------
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def mask_number(value: str) -> str:
+    """``+15550100123`` → ``+1*******23``: enough to tell numbers apart, not to dial them."""
+    return value[:2] + "*" * (len(value) - 4) + value[-2:]
+
+
+def masked(params: Mapping[str, Any], show_numbers: bool) -> dict[str, Any]:
+    """Callback parameters with every E.164 value masked (unless asked not to)."""
+    if show_numbers:
+        return dict(params)
+    return {
+        name: mask_number(value) if isinstance(value, str) and E164.match(value) else value
+        for name, value in params.items()
+    }

@@ -18,11 +18,10 @@ unless ``--show-numbers`` is given; ``query number`` shows the number asked abou
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from status_callbacks.adapters import dynamodb
@@ -33,57 +32,13 @@ from twilio_callbacks_cli.alerts_inbox import AlertsInbox
 from twilio_callbacks_cli.aws import AwsTarget
 from twilio_callbacks_cli.discovery import ARCHIVE, ERROR_ROUTER, INGEST, STATUS_STORE, Pipeline, discover
 from twilio_callbacks_cli.errors import EXIT_OK, NotFoundError, UsageError
-from twilio_callbacks_cli.output import iso_ms, key_values, print_json, table
-from twilio_callbacks_cli.rejected_store import RejectedStore, replay_command, route_of
+from twilio_callbacks_cli.output import E164, iso_ms, key_values, masked, print_json, table
+from twilio_callbacks_cli.rejected import message_rejections, render_rejections
+from twilio_callbacks_cli.rejected_store import RejectedStore
+from twilio_callbacks_cli.timeframes import epoch_ms, parse_time
 
 DEFAULT_SINCE = "24h"
 DEFAULT_ARCHIVE_LIMIT = 20
-REJECTED_LOOKBACK = "7d"
-# Objects read when looking a SID up in the rejected store, newest first: bounded, and said so.
-MAX_REJECTED_OBJECTS = 200
-_DURATION = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-
-
-# --- time ranges -------------------------------------------------------------------
-
-
-def parse_time(text: str, now: datetime) -> datetime:
-    """``1h``/``30m``/``7d`` ago, a ``YYYY-MM-DD`` day (UTC midnight) or an ISO 8601 time."""
-    value = text.strip()
-    duration = _DURATION.match(value)
-    if duration:
-        return now - timedelta(seconds=int(duration["amount"]) * _UNIT_SECONDS[duration["unit"]])
-    try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as error:
-        raise UsageError(f"cannot read time {text!r}: use 1h, 30m, 7d, 2026-11-22 or an ISO time") from error
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-# --- masking -----------------------------------------------------------------------
-
-
-def mask_number(value: str) -> str:
-    """``+15550100123`` → ``+1*******23``: enough to tell numbers apart, not to dial them."""
-    return value[:2] + "*" * (len(value) - 4) + value[-2:]
-
-
-def masked(params: Mapping[str, Any], show_numbers: bool) -> dict[str, Any]:
-    """Callback parameters with every E.164 value masked (unless asked not to)."""
-    if show_numbers:
-        return dict(params)
-    return {
-        name: mask_number(value) if isinstance(value, str) and _E164.match(value) else value
-        for name, value in params.items()
-    }
 
 
 # --- message -----------------------------------------------------------------------
@@ -126,51 +81,6 @@ def message_report(client: Any, table_name: str, sid: str, show_numbers: bool = 
             for item in events
         ],
     }
-
-
-def message_rejections(store: RejectedStore, sid: str, now: datetime) -> dict[str, Any]:
-    """Requests for this SID the validator rejected in the last 7 days (newest objects, bounded)."""
-    search = store.for_sid(sid, epoch_ms(parse_time(REJECTED_LOOKBACK, now)), MAX_REJECTED_OBJECTS)
-    oldest = search.requests[0].received_at if search.requests else None
-    return {
-        "window": REJECTED_LOOKBACK,
-        "objects_read": search.objects_read,
-        "objects_in_window": search.objects_total,
-        "truncated": search.truncated,
-        "requests": [
-            {
-                "received_at": iso_ms(request.received_at),
-                "route": route_of(request),
-                "reason": request.reason.value,
-                "detail": request.detail or None,
-                "remedy": request.reason.remedy,
-                "message_id": request.message_id,
-            }
-            for request in search.requests
-        ],
-        # From the day of the oldest one: the command still covers them all tomorrow.
-        "replay_command": replay_command(str(iso_ms(oldest))[:10]) if oldest is not None else None,
-    }
-
-
-def render_rejections(rejected: Mapping[str, Any], sid: str) -> str | None:
-    """The rejected requests for a SID, or None when there is nothing to say."""
-    lines = []
-    if rejected["requests"]:
-        rows = [[r["received_at"], r["route"], r["reason"], r["detail"]] for r in rejected["requests"]]
-        lines += [
-            f"requests for {sid} rejected in the last 7 days: {len(rows)}",
-            table(["received at", "route", "reason", "detail"], rows),
-            *sorted({f"{r['reason']}: {r['remedy']}" for r in rejected["requests"]}),
-            f"they are kept; once the cause is fixed: {rejected['replay_command']}",
-        ]
-    if rejected["truncated"]:
-        lines.append(
-            f"(searched the newest {rejected['objects_read']} of {rejected['objects_in_window']} "
-            "rejected-request objects of the last 7 days; `twilio-callbacks rejected list --since 7d` "
-            "counts them all)"
-        )
-    return "\n".join(lines) if lines else None
 
 
 def render_message(report: Mapping[str, Any]) -> str:
@@ -508,7 +418,7 @@ def command(args: argparse.Namespace, target: AwsTarget, now: datetime | None = 
             render_errors,
         )
     elif args.question == "number":
-        if not _E164.match(args.number):
+        if not E164.match(args.number):
             raise UsageError(f"{args.number!r} is not an E.164 number like +15550100123")
         pipeline = discover(target, args.stack_names, roles=[ERROR_ROUTER])
         table_name = pipeline.require(keys.NUMBER_FLAGS_TABLE_NAME, ERROR_ROUTER)

@@ -17,7 +17,7 @@ from typing import Any
 from status_callbacks.domain.validation import RejectionReason
 from twilio_callbacks_cli import discovery as keys
 from twilio_callbacks_cli.discovery import DEAD_LETTER_SUFFIX
-from twilio_callbacks_cli.query import mask_number
+from twilio_callbacks_cli.output import mask_number
 from twilio_callbacks_cli.verify_checks import (
     ACCEPTED,
     ALERTED,
